@@ -1,0 +1,324 @@
+//! A qdevice-net protocol client: what corosync-qdevice 3.0.x sends, driven
+//! step by step. Used by the integration tests, the differential tests and
+//! the load generator; not by the server.
+//!
+//! Every wait is bounded by the client's timeout.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::framing::{Frame, FrameReader};
+use crate::wire::{
+    self, AlgorithmKind, Heuristics, Init, InitReply, Message, MsgType, NodeInfo, NodeList,
+    NodeListReply, NodeListType, Preinit, RingId, SeqOnly, SetOption, TieBreaker, VoteInfo,
+};
+
+/// A client-side failure.
+#[derive(Debug)]
+pub enum ClientError {
+    Io(std::io::Error),
+    /// Nothing arrived in time.
+    Timeout,
+    /// The server closed the connection.
+    Closed,
+    /// The server sent something undecodable.
+    Decode(wire::DecodeError),
+    /// The server sent something other than what was expected.
+    Unexpected(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Io(e) => write!(f, "I/O error: {e}"),
+            ClientError::Timeout => f.write_str("timed out waiting for the server"),
+            ClientError::Closed => f.write_str("connection closed by the server"),
+            ClientError::Decode(e) => write!(f, "undecodable message from the server: {e}"),
+            ClientError::Unexpected(s) => write!(f, "unexpected message: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+/// What a node reports in INIT.
+#[derive(Clone, Debug)]
+pub struct NodeParams {
+    pub cluster: String,
+    pub node_id: u32,
+    pub algorithm: AlgorithmKind,
+    pub tie_breaker: TieBreaker,
+    pub heartbeat_ms: u32,
+    pub ring: RingId,
+}
+
+/// One protocol connection.
+pub struct Client {
+    stream: TcpStream,
+    frames: FrameReader,
+    /// The client's message counter (`last_msg_seq_num` of qdevice).
+    pub seq: u32,
+    pub timeout: Duration,
+    /// The ring id last sent (INIT or membership).
+    pub ring: RingId,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
+        let stream = timeout(Duration::from_secs(5), TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            stream,
+            frames: FrameReader::new(1 << 24),
+            seq: 1,
+            timeout: Duration::from_secs(5),
+            ring: RingId::default(),
+        })
+    }
+
+    /// Sends raw bytes.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    pub async fn send(&mut self, msg: &Message) -> Result<(), ClientError> {
+        self.send_raw(&msg.to_bytes()).await
+    }
+
+    /// The next whole message, raw (header and body).
+    pub async fn recv_raw(&mut self) -> Result<Vec<u8>, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            if let Some(frame) = self.frames.next_frame() {
+                return match frame {
+                    Frame::Message(raw) => Ok(raw),
+                    Frame::Skipped { msg_type, .. } => Err(ClientError::Unexpected(format!(
+                        "server sent a message of unknown type {msg_type}"
+                    ))),
+                };
+            }
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
+                .await
+                .map_err(|_| ClientError::Timeout)??;
+            if n == 0 {
+                return Err(ClientError::Closed);
+            }
+            self.frames.push(&buf[..n]);
+        }
+    }
+
+    /// The next message, decoded.
+    pub async fn recv(&mut self) -> Result<Message, ClientError> {
+        let raw = self.recv_raw().await?;
+        let t = u16::from_be_bytes([raw[0], raw[1]]);
+        let t = MsgType::from_u16(t)
+            .ok_or_else(|| ClientError::Unexpected(format!("unknown type {t}")))?;
+        wire::decode(t, &raw[wire::HEADER_LEN..]).map_err(ClientError::Decode)
+    }
+
+    /// Waits until the server closes the connection, discarding messages.
+    pub async fn expect_closed(&mut self) -> Result<(), ClientError> {
+        loop {
+            match self.recv_raw().await {
+                Err(ClientError::Closed) => return Ok(()),
+                Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives within `d`.
+    pub async fn expect_silence(&mut self, d: Duration) -> Result<(), ClientError> {
+        let saved = self.timeout;
+        self.timeout = d;
+        let r = self.recv().await;
+        self.timeout = saved;
+        match r {
+            Err(ClientError::Timeout) => Ok(()),
+            Ok(m) => Err(ClientError::Unexpected(format!(
+                "expected silence, got {m:?}"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next sequence number (pre-incremented, as qdevice does after
+    /// PREINIT).
+    pub fn next_seq(&mut self) -> u32 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// PREINIT then INIT, as qdevice does without TLS. Returns the INIT_REPLY.
+    pub async fn handshake(&mut self, p: &NodeParams) -> Result<InitReply, ClientError> {
+        let seq = self.seq;
+        self.send(&Message::Preinit(Preinit {
+            seq: Some(seq),
+            cluster_name: Some(p.cluster.as_bytes().to_vec()),
+        }))
+        .await?;
+        match self.recv().await? {
+            Message::PreinitReply(_) => {}
+            m => {
+                return Err(ClientError::Unexpected(format!(
+                    "{m:?} instead of PREINIT_REPLY"
+                )))
+            }
+        }
+        let seq = self.next_seq();
+        self.ring = p.ring;
+        self.send(&Message::Init(init_message(seq, p))).await?;
+        match self.recv().await? {
+            Message::InitReply(r) => Ok(r),
+            m => Err(ClientError::Unexpected(format!(
+                "{m:?} instead of INIT_REPLY"
+            ))),
+        }
+    }
+
+    /// SET_OPTION with the keep-active-partition tie-breaker.
+    pub async fn send_kap(&mut self, kap: bool) -> Result<u32, ClientError> {
+        let seq = self.next_seq();
+        self.send(&Message::SetOption(SetOption {
+            seq: Some(seq),
+            heartbeat_interval: None,
+            kap: Some(kap),
+        }))
+        .await?;
+        Ok(seq)
+    }
+
+    /// A config node list (initial or changed).
+    pub async fn send_config(&mut self, nodes: &[u32], initial: bool) -> Result<u32, ClientError> {
+        let seq = self.next_seq();
+        self.send(&Message::NodeList(NodeList {
+            seq: Some(seq),
+            list_type: Some(if initial {
+                NodeListType::InitialConfig
+            } else {
+                NodeListType::ChangedConfig
+            }),
+            nodes: nodes.iter().map(|n| NodeInfo::new(*n)).collect(),
+            ..Default::default()
+        }))
+        .await?;
+        Ok(seq)
+    }
+
+    /// A membership list with its ring id and heuristics.
+    pub async fn send_membership(
+        &mut self,
+        ring: RingId,
+        nodes: &[u32],
+        heuristics: Heuristics,
+    ) -> Result<u32, ClientError> {
+        let seq = self.next_seq();
+        self.ring = ring;
+        self.send(&Message::NodeList(NodeList {
+            seq: Some(seq),
+            list_type: Some(NodeListType::Membership),
+            ring_id: Some(ring),
+            nodes: nodes.iter().map(|n| NodeInfo::new(*n)).collect(),
+            heuristics: (heuristics != Heuristics::Undefined).then_some(heuristics),
+            ..Default::default()
+        }))
+        .await?;
+        Ok(seq)
+    }
+
+    /// A quorum list.
+    pub async fn send_quorum(&mut self, quorate: bool, nodes: &[u32]) -> Result<u32, ClientError> {
+        let seq = self.next_seq();
+        self.send(&Message::NodeList(NodeList {
+            seq: Some(seq),
+            list_type: Some(NodeListType::Quorum),
+            quorate: Some(quorate),
+            nodes: nodes
+                .iter()
+                .map(|n| NodeInfo {
+                    state: Some(wire::NodeState::Member),
+                    ..NodeInfo::new(*n)
+                })
+                .collect(),
+            ..Default::default()
+        }))
+        .await?;
+        Ok(seq)
+    }
+
+    /// Acknowledges a VOTE_INFO.
+    pub async fn reply_vote_info(&mut self, seq: u32) -> Result<(), ClientError> {
+        self.send(&Message::VoteInfoReply(SeqOnly { seq: Some(seq) }))
+            .await
+    }
+
+    /// Receives the next message, which must be a NODE_LIST_REPLY; VOTE_INFOs
+    /// before it are acknowledged and returned too.
+    pub async fn recv_node_list_reply(
+        &mut self,
+    ) -> Result<(Vec<VoteInfo>, NodeListReply), ClientError> {
+        let mut infos = Vec::new();
+        loop {
+            match self.recv().await? {
+                Message::VoteInfo(v) => {
+                    if let Some(seq) = v.seq {
+                        self.reply_vote_info(seq).await?;
+                    }
+                    infos.push(v);
+                }
+                Message::NodeListReply(r) => return Ok((infos, r)),
+                m => {
+                    return Err(ClientError::Unexpected(format!(
+                        "{m:?} instead of NODE_LIST_REPLY"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Waits for a VOTE_INFO and acknowledges it.
+    pub async fn recv_vote_info(&mut self) -> Result<VoteInfo, ClientError> {
+        match self.recv().await? {
+            Message::VoteInfo(v) => {
+                if let Some(seq) = v.seq {
+                    self.reply_vote_info(seq).await?;
+                }
+                Ok(v)
+            }
+            m => Err(ClientError::Unexpected(format!(
+                "{m:?} instead of VOTE_INFO"
+            ))),
+        }
+    }
+}
+
+/// The INIT a 3.0.x client sends.
+pub fn init_message(seq: u32, p: &NodeParams) -> Init {
+    Init {
+        seq: Some(seq),
+        supported_messages: Some(MsgType::ALL.iter().map(|t| *t as u16).collect()),
+        supported_options: Some((0..wire::opt::COUNT).collect()),
+        node_id: Some(p.node_id),
+        decision_algorithm: Some(p.algorithm as u16),
+        heartbeat_interval: Some(p.heartbeat_ms),
+        tie_breaker: Some(p.tie_breaker),
+        ring_id: Some(p.ring),
+    }
+}

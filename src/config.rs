@@ -1,0 +1,469 @@
+//! Server configuration: the settings of `corosync-qnetd` (its command-line
+//! options and its `-S key=value` advanced settings, with the same names,
+//! ranges and defaults) plus the TOML configuration file that holds the same
+//! keys. Precedence: built-in defaults, then the file, then the command line.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// TLS mode (`-s`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS not offered.
+    Off,
+    /// TLS offered, the client chooses.
+    On,
+    /// TLS mandatory.
+    Required,
+}
+
+impl TlsMode {
+    pub fn parse(s: &str) -> Result<TlsMode, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" | "no" | "0" => Ok(TlsMode::Off),
+            "on" | "yes" | "1" => Ok(TlsMode::On),
+            "req" | "required" => Ok(TlsMode::Required),
+            _ => Err(format!(
+                "invalid TLS mode '{s}': use on, off or required (req)"
+            )),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsMode::Off => "off",
+            TlsMode::On => "on",
+            TlsMode::Required => "required",
+        }
+    }
+}
+
+/// Address family restriction (`-4` / `-6`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressFamily {
+    Any,
+    Ipv4,
+    Ipv6,
+}
+
+/// Every server setting.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// `-l`: listen address; `None` = the wildcard address.
+    pub listen_address: Option<String>,
+    /// `-p`
+    pub port: u16,
+    /// `-4` / `-6`
+    pub address_family: AddressFamily,
+    /// `-s`
+    pub tls: TlsMode,
+    /// `-c`
+    pub client_cert_required: bool,
+    /// `-m`: 0 = unlimited.
+    pub max_clients: usize,
+    /// `-d` count (1 debug, 2 trace).
+    pub debug: u8,
+
+    // Advanced settings (`-S key=value`), names as in corosync-qnetd.
+    pub listen_backlog: u32,
+    pub max_client_send_buffers: usize,
+    pub max_client_send_size: usize,
+    pub max_client_receive_size: usize,
+    pub nss_db_dir: PathBuf,
+    pub cert_nickname: String,
+    pub heartbeat_interval_min: u32,
+    pub heartbeat_interval_max: u32,
+    pub dpd_enabled: bool,
+    pub dpd_interval_coefficient: f64,
+    pub lock_file: PathBuf,
+    pub local_socket_file: PathBuf,
+    pub local_socket_backlog: u32,
+    pub ipc_max_clients: usize,
+    pub ipc_max_receive_size: usize,
+    pub ipc_max_send_size: usize,
+    pub keep_active_partition_tie_breaker: bool,
+}
+
+/// The default TCP port of qnetd.
+pub const DEFAULT_PORT: u16 = 5403;
+/// Heartbeat assumed before INIT, for dead-peer detection (ms).
+pub const INITIAL_HEARTBEAT_MS: u32 = 120_000;
+/// Largest timer interval the reference accepts (ms); a dead-peer interval
+/// above it is refused with error 13.
+pub const MAX_TIMER_MS: u64 = 18_000_000;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen_address: None,
+            port: DEFAULT_PORT,
+            address_family: AddressFamily::Any,
+            tls: TlsMode::Off,
+            client_cert_required: true,
+            max_clients: 0,
+            debug: 0,
+            listen_backlog: 10,
+            max_client_send_buffers: 32,
+            max_client_send_size: 32768,
+            max_client_receive_size: 32768,
+            nss_db_dir: PathBuf::from("/etc/corosync/qnetd/nssdb"),
+            cert_nickname: "QNetd Cert".to_string(),
+            heartbeat_interval_min: 1000,
+            heartbeat_interval_max: 120_000,
+            dpd_enabled: true,
+            dpd_interval_coefficient: 1.5,
+            lock_file: PathBuf::from("/var/run/corosync-qnetd/corosync-qnetd.pid"),
+            local_socket_file: PathBuf::from("/var/run/corosync-qnetd/corosync-qnetd.sock"),
+            local_socket_backlog: 10,
+            ipc_max_clients: 10,
+            ipc_max_receive_size: 4096,
+            ipc_max_send_size: 10_485_760,
+            keep_active_partition_tie_breaker: false,
+        }
+    }
+}
+
+/// A setting that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError(pub String);
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+/// Parses a boolean the way corosync-qnetd does (on/yes/1, off/no/0).
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "yes" | "1" | "true" => Some(true),
+        "off" | "no" | "0" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_int<T>(key: &str, value: &str, min: u64, max: u64) -> Result<T, SettingError>
+where
+    T: TryFrom<u64>,
+{
+    let v: u64 = value.trim().parse().map_err(|_| {
+        SettingError(format!(
+            "advanced setting {key}: '{value}' is not a whole number (allowed {min}..={max})"
+        ))
+    })?;
+    if v < min || v > max {
+        return Err(SettingError(format!(
+            "advanced setting {key}: {v} is out of range (allowed {min}..={max})"
+        )));
+    }
+    T::try_from(v).map_err(|_| SettingError(format!("advanced setting {key}: {v} is too large")))
+}
+
+fn parse_flag(key: &str, value: &str) -> Result<bool, SettingError> {
+    parse_bool(value).ok_or_else(|| {
+        SettingError(format!(
+            "advanced setting {key}: '{value}' is not a boolean (use on/off, yes/no or 1/0)"
+        ))
+    })
+}
+
+fn non_empty(key: &str, value: &str) -> Result<String, SettingError> {
+    if value.is_empty() {
+        Err(SettingError(format!(
+            "advanced setting {key}: value is empty"
+        )))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+const INT_MAX: u64 = i32::MAX as u64;
+
+impl Settings {
+    /// Applies one advanced setting (`-S key=value`). Keys are matched
+    /// case-insensitively. Returns a warning for deprecated keys that have no
+    /// effect; unknown keys and bad values are errors.
+    pub fn set_advanced(&mut self, key: &str, value: &str) -> Result<Option<String>, SettingError> {
+        let k = key.trim().to_ascii_lowercase();
+        let value = value.trim();
+        match k.as_str() {
+            "listen_backlog" => self.listen_backlog = parse_int(&k, value, 1, INT_MAX)?,
+            "max_client_send_buffers" => {
+                self.max_client_send_buffers = parse_int(&k, value, 2, INT_MAX)?
+            }
+            "max_client_send_size" => self.max_client_send_size = parse_int(&k, value, 16, INT_MAX)?,
+            "max_client_receive_size" => {
+                self.max_client_receive_size = parse_int(&k, value, 16, INT_MAX)?
+            }
+            "nss_db_dir" => self.nss_db_dir = PathBuf::from(non_empty(&k, value)?),
+            "cert_nickname" => self.cert_nickname = non_empty(&k, value)?,
+            "heartbeat_interval_min" => {
+                self.heartbeat_interval_min = parse_int(&k, value, 1, u64::from(u32::MAX))?
+            }
+            "heartbeat_interval_max" => {
+                self.heartbeat_interval_max = parse_int(&k, value, 1, u64::from(u32::MAX))?
+            }
+            "dpd_enabled" => self.dpd_enabled = parse_flag(&k, value)?,
+            "dpd_interval" => {
+                return Ok(Some(
+                    "advanced setting dpd_interval is deprecated and has no effect; use dpd_interval_coefficient".into(),
+                ))
+            }
+            "dpd_interval_coefficient" => {
+                let v: f64 = value.parse().map_err(|_| {
+                    SettingError(format!(
+                        "advanced setting {k}: '{value}' is not a number (allowed 1..=1000)"
+                    ))
+                })?;
+                if !(1.0..=1000.0).contains(&v) {
+                    return Err(SettingError(format!(
+                        "advanced setting {k}: {v} is out of range (allowed 1..=1000)"
+                    )));
+                }
+                self.dpd_interval_coefficient = v;
+            }
+            "lock_file" => self.lock_file = PathBuf::from(non_empty(&k, value)?),
+            "local_socket_file" => self.local_socket_file = PathBuf::from(non_empty(&k, value)?),
+            "local_socket_backlog" => self.local_socket_backlog = parse_int(&k, value, 1, INT_MAX)?,
+            "ipc_max_clients" => self.ipc_max_clients = parse_int(&k, value, 0, INT_MAX)?,
+            "ipc_max_receive_size" => {
+                self.ipc_max_receive_size = parse_int(&k, value, 1024, INT_MAX)?
+            }
+            "ipc_max_send_size" => self.ipc_max_send_size = parse_int(&k, value, 1024, INT_MAX)?,
+            "keep_active_partition_tie_breaker" => {
+                self.keep_active_partition_tie_breaker = parse_flag(&k, value)?
+            }
+            _ => {
+                return Err(SettingError(format!(
+                    "unknown advanced setting '{key}' (see `qnetd serve --help` or config/qnetd.toml for the list)"
+                )))
+            }
+        }
+        Ok(None)
+    }
+
+    /// Applies a `-S` argument: one or more `key=value` pairs separated by
+    /// commas.
+    pub fn set_advanced_list(&mut self, arg: &str) -> Result<Vec<String>, SettingError> {
+        let mut warnings = Vec::new();
+        for pair in arg.split(',').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                SettingError(format!(
+                    "advanced setting '{pair}' is not of the form key=value"
+                ))
+            })?;
+            if let Some(w) = self.set_advanced(k, v)? {
+                warnings.push(w);
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// Checks relations between settings once everything is applied.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if self.heartbeat_interval_min > self.heartbeat_interval_max {
+            return Err(SettingError(format!(
+                "heartbeat_interval_min ({}) is larger than heartbeat_interval_max ({})",
+                self.heartbeat_interval_min, self.heartbeat_interval_max
+            )));
+        }
+        if self.max_client_receive_size < 32768 {
+            // Allowed, as in the reference, but 3.0.x clients will refuse it.
+        }
+        if self.dpd_enabled && self.initial_dpd_ms() > MAX_TIMER_MS {
+            return Err(SettingError(format!(
+                "dpd_interval_coefficient {} is too large: {} x {} ms exceeds the timer limit of {} ms",
+                self.dpd_interval_coefficient, self.dpd_interval_coefficient, INITIAL_HEARTBEAT_MS, MAX_TIMER_MS
+            )));
+        }
+        if let Some(addr) = &self.listen_address {
+            if let Ok(ip) = addr.parse::<IpAddr>() {
+                match (self.address_family, ip) {
+                    (AddressFamily::Ipv4, IpAddr::V6(_)) => {
+                        return Err(SettingError(format!(
+                            "listen address {addr} is IPv6 but -4 (IPv4 only) was given"
+                        )))
+                    }
+                    (AddressFamily::Ipv6, IpAddr::V4(_)) => {
+                        return Err(SettingError(format!(
+                            "listen address {addr} is IPv4 but -6 (IPv6 only) was given"
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Dead-peer interval for a heartbeat, in ms (truncated like the
+    /// reference).
+    pub fn dpd_ms(&self, heartbeat_ms: u32) -> u64 {
+        (self.dpd_interval_coefficient * f64::from(heartbeat_ms)) as u64
+    }
+
+    /// Dead-peer interval before INIT.
+    pub fn initial_dpd_ms(&self) -> u64 {
+        self.dpd_ms(INITIAL_HEARTBEAT_MS)
+    }
+
+    /// Applies a TOML configuration file's contents.
+    pub fn apply_toml(&mut self, text: &str, origin: &Path) -> Result<Vec<String>, SettingError> {
+        let err = |m: String| SettingError(format!("{}: {m}", origin.display()));
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| err(e.to_string()))?;
+        let mut warnings = Vec::new();
+        for (key, value) in &table {
+            let as_text = || -> Result<String, SettingError> {
+                scalar_text(value)
+                    .ok_or_else(|| err(format!("{key}: expected a string, number or boolean")))
+            };
+            match key.as_str() {
+                "listen_address" => {
+                    let v = as_text()?;
+                    self.listen_address = if v.is_empty() || v == "*" { None } else { Some(v) };
+                }
+                "port" => self.port = parse_port(&as_text()?).map_err(err)?,
+                "address_family" => {
+                    self.address_family = match as_text()?.as_str() {
+                        "any" => AddressFamily::Any,
+                        "ipv4" => AddressFamily::Ipv4,
+                        "ipv6" => AddressFamily::Ipv6,
+                        other => {
+                            return Err(err(format!(
+                                "address_family '{other}': use any, ipv4 or ipv6"
+                            )))
+                        }
+                    }
+                }
+                "tls" => self.tls = TlsMode::parse(&as_text()?).map_err(err)?,
+                "client_cert_required" => {
+                    self.client_cert_required = parse_bool(&as_text()?)
+                        .ok_or_else(|| err("client_cert_required: expected a boolean".into()))?
+                }
+                "max_clients" => {
+                    self.max_clients = as_text()?
+                        .parse()
+                        .map_err(|_| err("max_clients: expected a whole number".into()))?
+                }
+                "debug" => {
+                    self.debug = match value {
+                        toml::Value::Boolean(b) => u8::from(*b),
+                        toml::Value::Integer(i) => (*i).clamp(0, 2) as u8,
+                        _ => return Err(err("debug: expected a boolean or 0..2".into())),
+                    }
+                }
+                "advanced" => {
+                    let adv = value
+                        .as_table()
+                        .ok_or_else(|| err("[advanced] must be a table".into()))?;
+                    for (k, v) in adv {
+                        let text = scalar_text(v)
+                            .ok_or_else(|| err(format!("advanced.{k}: expected a scalar")))?;
+                        if let Some(w) = self.set_advanced(k, &text).map_err(|e| err(e.0))? {
+                            warnings.push(w);
+                        }
+                    }
+                }
+                other => {
+                    return Err(err(format!(
+                        "unknown key '{other}' (known: listen_address, port, address_family, tls, client_cert_required, max_clients, debug, [advanced])"
+                    )))
+                }
+            }
+        }
+        Ok(warnings)
+    }
+}
+
+fn scalar_text(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(if *b { "on" } else { "off" }.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses a TCP port, 1..=65535.
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("invalid port '{s}': use a number from 1 to 65535")),
+        Ok(p) => Ok(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_reference() {
+        let s = Settings::default();
+        assert_eq!(s.port, 5403);
+        assert_eq!(s.max_client_receive_size, 32768);
+        assert_eq!(s.max_client_send_buffers, 32);
+        assert_eq!(s.initial_dpd_ms(), 180_000);
+        assert_eq!(s.dpd_ms(8000), 12_000);
+        assert!(!s.keep_active_partition_tie_breaker);
+    }
+
+    #[test]
+    fn advanced_settings_are_validated() {
+        let mut s = Settings::default();
+        assert!(s.set_advanced_list("max_client_send_buffers=1").is_err());
+        assert!(s.set_advanced_list("max_client_receive_size=15").is_err());
+        assert!(s
+            .set_advanced_list("dpd_interval_coefficient=1000.5")
+            .is_err());
+        assert!(s.set_advanced_list("no_such_key=1").is_err());
+        assert!(s.set_advanced_list("dpd_enabled=maybe").is_err());
+        let w = s
+            .set_advanced_list("DPD_Enabled=off,heartbeat_interval_min=500,dpd_interval=3")
+            .unwrap();
+        assert_eq!(w.len(), 1);
+        assert!(!s.dpd_enabled);
+        assert_eq!(s.heartbeat_interval_min, 500);
+    }
+
+    #[test]
+    fn coefficient_above_150_is_refused_at_start() {
+        let mut s = Settings::default();
+        s.set_advanced("dpd_interval_coefficient", "151").unwrap();
+        assert!(s.validate().is_err());
+        s.set_advanced("dpd_interval_coefficient", "150").unwrap();
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn example_config_file_holds_the_defaults() {
+        let mut s = Settings::default();
+        let text = include_str!("../config/qnetd.toml");
+        let w = s.apply_toml(text, Path::new("config/qnetd.toml")).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn toml_file_sets_the_same_keys() {
+        let mut s = Settings::default();
+        let w = s
+            .apply_toml(
+                "port = 15403\nlisten_address = \"127.0.0.1\"\ntls = \"off\"\n[advanced]\nmax_client_send_buffers = 64\nkeep_active_partition_tie_breaker = true\n",
+                Path::new("test.toml"),
+            )
+            .unwrap();
+        assert!(w.is_empty());
+        assert_eq!(s.port, 15403);
+        assert_eq!(s.listen_address.as_deref(), Some("127.0.0.1"));
+        assert_eq!(s.max_client_send_buffers, 64);
+        assert!(s.keep_active_partition_tie_breaker);
+        let e = s.apply_toml("prot = 1\n", Path::new("x.toml")).unwrap_err();
+        assert!(e.0.contains("unknown key 'prot'"), "{e}");
+    }
+}

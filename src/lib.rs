@@ -1,0 +1,20 @@
+//! qnetd: a wire-compatible replacement for corosync-qnetd, the quorum
+//! arbitrator of corosync/Pacemaker clusters.
+//!
+//! Layers, each readable and testable alone:
+//! - [`wire`]: the pure protocol codec (bytes in, typed messages out);
+//! - [`framing`]: splits a byte stream into whole messages (pure);
+//! - `qnetd_algorithms` (crate `algorithms/`): pure decision algorithms;
+//! - [`table`]: clusters by name, their algorithm state and client handles;
+//! - [`session`]: one client's protocol state machine, no I/O;
+//! - [`server`]: the tokio shell that does all the I/O;
+//! - [`client`]: a protocol client for tests and the load generator;
+//! - [`config`]: settings from the command line and the TOML file.
+
+pub mod client;
+pub mod config;
+pub mod framing;
+pub mod server;
+pub mod session;
+pub mod table;
+pub mod wire;

@@ -1,0 +1,280 @@
+//! The `qnetd` command: `qnetd serve` runs the arbitrator with the options of
+//! `corosync-qnetd` (so existing unit files and habits carry over) plus a TOML
+//! configuration file.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use qnetd::config::{self, AddressFamily, Settings, TlsMode};
+use qnetd::server::Server;
+use tracing::{error, info, warn};
+
+#[derive(Parser)]
+#[command(
+    name = "qnetd",
+    version,
+    about = "Quorum arbitrator for corosync clusters, wire-compatible with corosync-qnetd"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the arbitrator.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (same keys as the options below; see config/qnetd.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Stay in the foreground. qnetd always does; accepted for compatibility with corosync-qnetd.
+    #[arg(short = 'f', long)]
+    foreground: bool,
+    /// Debug logging (-dd for trace).
+    #[arg(short = 'd', long, action = ArgAction::Count)]
+    debug: u8,
+    /// IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// IPv6 (the default wildcard "::" also accepts IPv4).
+    #[arg(short = '6')]
+    ipv6: bool,
+    /// Listen address (default: all addresses).
+    #[arg(short = 'l', long = "listen", value_name = "ADDR")]
+    listen: Option<String>,
+    /// TCP port.
+    #[arg(short = 'p', long, value_name = "PORT", value_parser = port_arg)]
+    port: Option<u16>,
+    /// TLS: on (offered), off, or required (req).
+    #[arg(short = 's', long = "tls", value_name = "on|off|required", value_parser = TlsMode::parse)]
+    tls: Option<TlsMode>,
+    /// Require a client certificate when TLS is used: on or off.
+    #[arg(short = 'c', long = "client-cert", value_name = "on|off", value_parser = bool_arg)]
+    client_cert: Option<bool>,
+    /// Maximum number of simultaneous clients (0 = unlimited).
+    #[arg(short = 'm', long = "max-clients", value_name = "N")]
+    max_clients: Option<usize>,
+    /// Advanced setting(s) key=value[,key=value...], as in corosync-qnetd -S.
+    #[arg(short = 'S', value_name = "KEY=VALUE")]
+    advanced: Vec<String>,
+}
+
+fn port_arg(s: &str) -> Result<u16, String> {
+    config::parse_port(s)
+}
+
+fn bool_arg(s: &str) -> Result<bool, String> {
+    config::parse_bool(s).ok_or_else(|| format!("'{s}' is not on/off (yes/no, 1/0)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+/// Builds the settings: defaults, then the file, then the command line.
+fn settings_from(args: &ServeArgs) -> Result<(Settings, Vec<String>), String> {
+    let mut s = Settings::default();
+    let mut warnings = Vec::new();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read configuration file {}: {e}", path.display()))?;
+        warnings.extend(s.apply_toml(&text, path).map_err(|e| e.to_string())?);
+    }
+    if args.ipv4 {
+        s.address_family = AddressFamily::Ipv4;
+    }
+    if args.ipv6 {
+        s.address_family = AddressFamily::Ipv6;
+    }
+    if let Some(l) = &args.listen {
+        s.listen_address = Some(l.clone());
+    }
+    if let Some(p) = args.port {
+        s.port = p;
+    }
+    if let Some(t) = args.tls {
+        s.tls = t;
+    }
+    if let Some(c) = args.client_cert {
+        s.client_cert_required = c;
+    }
+    if let Some(m) = args.max_clients {
+        s.max_clients = m;
+    }
+    if args.debug > 0 {
+        s.debug = args.debug;
+    }
+    for a in &args.advanced {
+        warnings.extend(s.set_advanced_list(a).map_err(|e| e.to_string())?);
+    }
+    s.validate().map_err(|e| e.to_string())?;
+    if s.tls != TlsMode::Off {
+        return Err(format!(
+            "TLS mode '{}' is not available in this build yet; start with -s off (plain TCP). \
+             corosync-qdevice's default (tls: on) connects without TLS to such a server.",
+            s.tls.label()
+        ));
+    }
+    Ok((s, warnings))
+}
+
+fn init_logging(debug: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match debug {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = std::env::var("QNETD_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Holds the lock file (flock) for the life of the process, like the
+/// reference, so two instances cannot share a configuration.
+fn take_lock(path: &Path) -> Result<File, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "cannot create the directory of the lock file {}: {e} (run as root, or choose another path with -S lock_file=PATH)",
+                path.display()
+            )
+        })?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| {
+            format!(
+                "cannot open lock file {}: {e} (run as root, or choose another path with -S lock_file=PATH)",
+                path.display()
+            )
+        })?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(format!(
+                "another instance is running (lock file {} is held); stop it first or use another -S lock_file",
+                path.display()
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(format!("cannot lock {}: {e}", path.display()))
+        }
+    }
+    f.set_len(0).ok();
+    let _ = writeln!(f, "{}", std::process::id());
+    Ok(f)
+}
+
+/// Tells systemd (Type=notify) that the server is ready, if it asked.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let path = PathBuf::from(path);
+    let res = if let Some(name) = path.to_str().and_then(|p| p.strip_prefix('@')) {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .and_then(|addr| sock.send_to_addr(b"READY=1", &addr))
+    } else {
+        sock.send_to(b"READY=1", &path)
+    };
+    if let Err(e) = res {
+        warn!("cannot notify systemd of readiness: {e}");
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let (settings, warnings) = match settings_from(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("qnetd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(settings.debug);
+    for w in warnings {
+        warn!("{w}");
+    }
+    let _lock = match take_lock(&settings.lock_file) {
+        Ok(f) => f,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::bind(settings.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::from(1);
+            }
+        };
+        let addr = server
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "?".into());
+        info!(
+            listen = %addr,
+            tls = settings.tls.label(),
+            client_cert_required = settings.client_cert_required,
+            max_clients = settings.max_clients,
+            version = env!("CARGO_PKG_VERSION"),
+            "qnetd listening"
+        );
+        notify_ready();
+        server.run(shutdown_signal()).await;
+        info!("qnetd stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers; SIGTERM will kill the process without a clean shutdown");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,217 @@
+//! The cluster table: every cluster by name, each with its algorithm state
+//! and a handle to each of its connected clients.
+//!
+//! Clusters live in a sharded map; each cluster has its own mutex, so
+//! connections of different clusters never wait for each other. A cluster is
+//! created under its map shard's lock when its first client joins and removed
+//! under the same lock once it is empty, so a join never lands in a cluster
+//! that is being dropped. Everything sent to a client (its own replies and the
+//! VOTE_INFOs other clients' events cause) is queued while the cluster's mutex
+//! is held, so a client receives its messages in decision order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dashmap::DashMap;
+use qnetd_algorithms::{Action, AlgorithmKind, Cluster, JoinError, NodeId, RingId, TieBreaker};
+
+use crate::wire::{Message, VoteInfo};
+
+/// Something queued for one client's connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    /// An encoded message to write.
+    Message(Vec<u8>),
+    /// (Re)arm the client's algorithm timer.
+    ArmTimer { after_ms: u64 },
+    /// Cancel the client's algorithm timer.
+    CancelTimer,
+}
+
+/// The server's handle on one connection.
+pub trait Peer: Clone + Send + Sync + 'static {
+    /// Queues an item without waiting. Returns false when the connection's
+    /// queue is full or the connection is gone.
+    fn send(&self, item: Outgoing) -> bool;
+    /// Asks the connection to close, giving the reason for the log.
+    fn kick(&self, reason: &'static str);
+}
+
+/// One cluster: its algorithm state and its clients' handles.
+#[derive(Debug)]
+pub struct ClusterEntry<P> {
+    pub cluster: Cluster,
+    pub peers: HashMap<NodeId, P>,
+}
+
+impl<P: Peer> ClusterEntry<P> {
+    /// Carries out algorithm actions: queues VOTE_INFOs and timer changes for
+    /// their clients. A client whose queue is full is kicked (the reference's
+    /// policy); its disconnect then lets the algorithm re-decide.
+    pub fn dispatch(&self, actions: &[Action]) {
+        for action in actions {
+            let (node, item) = match *action {
+                Action::SendVoteInfo {
+                    node,
+                    seq,
+                    vote,
+                    ring,
+                } => {
+                    tracing::debug!(node, seq, vote = vote.label(), ring = %ring, "sending vote info");
+                    let msg = Message::VoteInfo(VoteInfo {
+                        seq: Some(seq),
+                        vote: Some(vote),
+                        ring_id: Some(ring),
+                    });
+                    (node, Outgoing::Message(msg.to_bytes()))
+                }
+                Action::ArmTimer { node, after_ms } => (node, Outgoing::ArmTimer { after_ms }),
+                Action::CancelTimer { node } => (node, Outgoing::CancelTimer),
+            };
+            if let Some(peer) = self.peers.get(&node) {
+                if !peer.send(item) {
+                    tracing::warn!(node, "send queue of node is full; disconnecting it");
+                    peer.kick("send queue full");
+                }
+            }
+        }
+    }
+}
+
+/// Shared reference to one cluster.
+pub type SharedCluster<P> = Arc<Mutex<ClusterEntry<P>>>;
+
+/// Locks a cluster, recovering from a poisoned mutex (a panic elsewhere must
+/// not take every other client of the cluster down with it).
+pub fn lock<P>(c: &SharedCluster<P>) -> MutexGuard<'_, ClusterEntry<P>> {
+    c.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every cluster, by exact cluster-name bytes.
+#[derive(Debug)]
+pub struct Table<P> {
+    clusters: DashMap<Vec<u8>, SharedCluster<P>>,
+    clients: AtomicUsize,
+}
+
+impl<P: Peer> Default for Table<P> {
+    fn default() -> Self {
+        Table {
+            clusters: DashMap::new(),
+            clients: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// A client's parameters from INIT.
+#[derive(Clone, Copy, Debug)]
+pub struct JoinRequest {
+    pub node: NodeId,
+    pub algorithm: AlgorithmKind,
+    pub tie_breaker: TieBreaker,
+    pub ring: RingId,
+    pub heartbeat_ms: u32,
+    pub kap: bool,
+}
+
+impl<P: Peer> Table<P> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a client to its cluster (creating the cluster), after the
+    /// consistency checks of INIT. `on_joined` runs with the cluster locked,
+    /// so the INIT_REPLY it queues precedes anything the cluster sends later.
+    pub fn join(
+        &self,
+        name: &[u8],
+        req: JoinRequest,
+        peer: P,
+        now_ms: u64,
+        on_joined: impl FnOnce(&ClusterEntry<P>),
+    ) -> Result<SharedCluster<P>, JoinError> {
+        let shard_entry = self.clusters.entry(name.to_vec()).or_insert_with(|| {
+            Arc::new(Mutex::new(ClusterEntry {
+                cluster: Cluster::new(req.algorithm, req.tie_breaker),
+                peers: HashMap::new(),
+            }))
+        });
+        let shared = Arc::clone(shard_entry.value());
+        let result = {
+            let mut entry = lock(&shared);
+            match entry.cluster.join(
+                req.node,
+                req.algorithm,
+                req.tie_breaker,
+                req.ring,
+                req.heartbeat_ms,
+                req.kap,
+                now_ms,
+            ) {
+                Ok(()) => {
+                    entry.peers.insert(req.node, peer);
+                    self.clients.fetch_add(1, Ordering::Relaxed);
+                    on_joined(&entry);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let empty = lock(&shared).cluster.is_empty();
+        drop(shard_entry);
+        if empty {
+            // A refused first client must not leave an empty cluster behind.
+            self.clusters
+                .remove_if(name, |_, c| lock(c).cluster.is_empty());
+        }
+        result.map(|()| shared)
+    }
+
+    /// Removes a client from its cluster, letting the algorithm re-decide for
+    /// the remaining clients, and drops the cluster when it becomes empty.
+    pub fn leave(
+        &self,
+        name: &[u8],
+        shared: &SharedCluster<P>,
+        node: NodeId,
+        server_going_down: bool,
+        now_ms: u64,
+    ) {
+        let empty = {
+            let mut entry = lock(shared);
+            if entry.peers.remove(&node).is_some() {
+                self.clients.fetch_sub(1, Ordering::Relaxed);
+            }
+            let actions = entry.cluster.leave(node, server_going_down, now_ms);
+            entry.dispatch(&actions);
+            entry.cluster.is_empty()
+        };
+        if empty {
+            self.clusters
+                .remove_if(name, |_, c| lock(c).cluster.is_empty());
+        }
+    }
+
+    /// Number of clients that completed INIT.
+    pub fn client_count(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    pub fn cluster_count(&self) -> usize {
+        self.clusters.len()
+    }
+
+    /// A cluster by name.
+    pub fn get(&self, name: &[u8]) -> Option<SharedCluster<P>> {
+        self.clusters.get(name).map(|c| Arc::clone(c.value()))
+    }
+
+    /// Every cluster name with its shared state (a snapshot of the list).
+    pub fn snapshot(&self) -> Vec<(Vec<u8>, SharedCluster<P>)> {
+        self.clusters
+            .iter()
+            .map(|e| (e.key().clone(), Arc::clone(e.value())))
+            .collect()
+    }
+}

@@ -1,0 +1,199 @@
+//! Shared helpers of the integration tests: start the real server on
+//! 127.0.0.1:0, capture its log, and build typical clients.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use qnetd::client::{Client, NodeParams};
+use qnetd::config::Settings;
+use qnetd::server::{Server, ServerCtx};
+use qnetd::wire::{AlgorithmKind, ErrorCode, Heuristics, RingId, TieBreaker, Vote};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Log lines of every server started by this test binary.
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn log_buffer() -> &'static LogBuffer {
+    static LOG: OnceLock<LogBuffer> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf = LogBuffer::default();
+        let writer = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        buf
+    })
+}
+
+/// Whether a log line contains every one of `parts`.
+pub fn log_has(parts: &[&str]) -> bool {
+    let text = String::from_utf8_lossy(&log_buffer().0.lock().unwrap()).into_owned();
+    text.lines().any(|l| parts.iter().all(|p| l.contains(p)))
+}
+
+/// Waits (bounded) for a log line containing every one of `parts`.
+pub async fn wait_log(parts: &[&str]) {
+    for _ in 0..100 {
+        if log_has(parts) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no log line contains all of {parts:?}");
+}
+
+/// A running server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub ctx: Arc<ServerCtx>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(Settings::default()).await
+    }
+
+    pub async fn start_with(mut settings: Settings) -> TestServer {
+        log_buffer();
+        settings.listen_address = Some("127.0.0.1".into());
+        settings.port = 0;
+        let server = Server::bind(settings).await.expect("bind");
+        let addr = server.local_addr().unwrap();
+        let ctx = server.ctx();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            ctx,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("server stops within 10 s")
+                .unwrap();
+        }
+    }
+}
+
+pub fn params(cluster: &str, node_id: u32, tb: TieBreaker) -> NodeParams {
+    NodeParams {
+        cluster: cluster.into(),
+        node_id,
+        algorithm: AlgorithmKind::Ffsplit,
+        tie_breaker: tb,
+        heartbeat_ms: 8000,
+        ring: RingId::new(1, 4),
+    }
+}
+
+/// Connects a client and completes PREINIT + INIT successfully.
+pub async fn connect(addr: SocketAddr, p: &NodeParams) -> Client {
+    let mut c = Client::connect(addr).await.unwrap();
+    let r = c.handshake(p).await.unwrap();
+    assert_eq!(
+        r.error_code,
+        Some(ErrorCode::NO_ERROR),
+        "INIT of node {}",
+        p.node_id
+    );
+    c
+}
+
+/// What a node currently holds, from the votes it received and applied.
+pub struct Node {
+    pub c: Client,
+    pub id: u32,
+    pub vote: Option<Vote>,
+}
+
+impl Node {
+    /// Applies a vote the way qdevice does: only if its ring is current.
+    pub fn apply(&mut self, vote: Option<Vote>, ring: Option<RingId>) {
+        if ring == Some(self.c.ring) {
+            match vote {
+                Some(Vote::NoChange) | None => {}
+                Some(v) => self.vote = Some(v),
+            }
+        }
+    }
+
+    /// Sends a membership list and applies the VOTE_INFOs and reply.
+    pub async fn membership(&mut self, ring: RingId, members: &[u32], h: Heuristics) {
+        self.c.send_membership(ring, members, h).await.unwrap();
+        let (infos, reply) = self.c.recv_node_list_reply().await.unwrap();
+        for i in infos {
+            self.apply(i.vote, i.ring_id);
+        }
+        self.apply(reply.vote, reply.ring_id);
+    }
+
+    /// Receives and applies one VOTE_INFO.
+    pub async fn vote_info(&mut self) -> Vote {
+        let v = self.c.recv_vote_info().await.unwrap();
+        self.apply(v.vote, v.ring_id);
+        v.vote.unwrap()
+    }
+}
+
+/// Starts an ffsplit node the way qdevice does: INIT, KAP option, config,
+/// membership and quorum lists.
+pub async fn ffsplit_node(
+    addr: SocketAddr,
+    cluster: &str,
+    id: u32,
+    config: &[u32],
+    ring: RingId,
+    members: &[u32],
+    tb: TieBreaker,
+) -> Node {
+    let mut p = params(cluster, id, tb);
+    p.ring = ring;
+    let mut c = connect(addr, &p).await;
+    c.send_kap(true).await.unwrap();
+    match c.recv().await.unwrap() {
+        qnetd::wire::Message::SetOptionReply(r) => assert_eq!(r.kap, Some(true)),
+        m => panic!("expected SET_OPTION_REPLY, got {m:?}"),
+    }
+    c.send_config(config, true).await.unwrap();
+    let (infos, r) = c.recv_node_list_reply().await.unwrap();
+    assert!(infos.is_empty(), "no VOTE_INFO before the membership list");
+    assert_eq!(r.vote, Some(Vote::AskLater));
+    let mut n = Node { c, id, vote: None };
+    n.membership(ring, members, Heuristics::Undefined).await;
+    n.c.send_quorum(true, members).await.unwrap();
+    let (infos, r) = n.c.recv_node_list_reply().await.unwrap();
+    for i in infos {
+        n.apply(i.vote, i.ring_id);
+    }
+    assert_eq!(r.vote, Some(Vote::NoChange));
+    n
+}

@@ -1,0 +1,496 @@
+//! Integration tests: the real server on 127.0.0.1:0, spoken to byte for
+//! byte. Each bad-input test also checks that a healthy cluster next to the
+//! offender keeps its votes and its connection.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use qnetd::client::Client;
+use qnetd::config::Settings;
+use qnetd::wire::{
+    AlgorithmKind, ErrorCode, Heuristics, Message, Preinit, RingId, SeqOnly, TieBreaker, Vote,
+};
+
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A healthy 2-node ffsplit cluster holding ACK on both nodes.
+async fn healthy_pair(addr: std::net::SocketAddr, name: &str) -> (Node, Node) {
+    let ring = RingId::new(1, 8);
+    let mut n1 = ffsplit_node(addr, name, 1, &[1, 2], ring, &[1, 2], TieBreaker::Lowest).await;
+    assert_eq!(
+        n1.vote,
+        Some(Vote::Ack),
+        "a lone node of a full membership gets ACK"
+    );
+    let n2 = ffsplit_node(addr, name, 2, &[1, 2], ring, &[1, 2], TieBreaker::Lowest).await;
+    // Node 1 is re-voted when node 2's membership arrives.
+    assert_eq!(n1.vote_info().await, Vote::Ack);
+    assert_eq!(n2.vote, Some(Vote::Ack));
+    (n1, n2)
+}
+
+/// The pair still holds its votes: no unsolicited message, echo answered.
+async fn assert_unharmed(n: &mut Node) {
+    n.c.expect_silence(Duration::from_millis(100))
+        .await
+        .unwrap();
+    let seq = 77;
+    n.c.send(&Message::EchoRequest(qnetd::wire::Echo { seq: Some(seq) }))
+        .await
+        .unwrap();
+    match n.c.recv().await.unwrap() {
+        Message::EchoReply(e) => assert_eq!(e.seq, Some(seq)),
+        m => panic!("expected ECHO_REPLY, got {m:?}"),
+    }
+    assert_eq!(n.vote, Some(Vote::Ack));
+}
+
+#[tokio::test]
+async fn preinit_and_init_replies_are_byte_exact() {
+    let srv = TestServer::start().await;
+    let mut c = Client::connect(srv.addr).await.unwrap();
+    // PREINIT seq=1 cluster "mycluster" (verified dump of the reference).
+    c.send_raw(&hex(
+        "0000 00000015 0000 0004 00000001 0001 0009 6d79636c7573746572",
+    ))
+    .await
+    .unwrap();
+    // TLS off on this server: TLS_SUPPORTED=0, client cert required=1.
+    assert_eq!(
+        c.recv_raw().await.unwrap(),
+        hex("0001 00000012 0000 0004 00000001 0002 0001 00 0003 0001 01")
+    );
+    let p = params("mycluster", 1, TieBreaker::Lowest);
+    c.send(&Message::Init(qnetd::client::init_message(2, &p)))
+        .await
+        .unwrap();
+    let mut expected = hex("0004 00000086 0006 0002 0000 0004 0024");
+    for t in 0u16..18 {
+        expected.extend_from_slice(&t.to_be_bytes());
+    }
+    expected.extend_from_slice(&hex("0005 0030"));
+    for o in 0u16..24 {
+        expected.extend_from_slice(&o.to_be_bytes());
+    }
+    expected.extend_from_slice(&hex(
+        "0000 0004 00000002 0007 0004 00008000 0008 0004 00008000 000a 0008 0000 0001 0002 0003",
+    ));
+    assert_eq!(expected.len(), 140);
+    assert_eq!(c.recv_raw().await.unwrap(), expected);
+    // ECHO_REPLY is the request with the type changed.
+    c.send_raw(&hex("0008 0000000d 0000 0004 00000001 00ff 0001 aa"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.recv_raw().await.unwrap(),
+        hex("0009 0000000d 0000 0004 00000001 00ff 0001 aa")
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn two_node_split_lowest_wins_and_nack_precedes_ack() {
+    let srv = TestServer::start().await;
+    let (mut n1, mut n2) = healthy_pair(srv.addr, "split-lowest").await;
+    // The network splits: each side reports its own ring.
+    n1.membership(RingId::new(1, 12), &[1], Heuristics::Undefined)
+        .await;
+    // Nothing is decided until every connected member reported its ring:
+    // the first side to report is told to wait.
+    assert_eq!(n1.vote, Some(Vote::WaitForReply));
+    n2.c.send_membership(RingId::new(2, 12), &[2], Heuristics::Undefined)
+        .await
+        .unwrap();
+    // Node 2 loses: NACK first (queued before its reply)...
+    let (infos, reply) = {
+        let mut infos = Vec::new();
+        let reply = loop {
+            match n2.c.recv().await.unwrap() {
+                Message::VoteInfo(v) => infos.push(v),
+                Message::NodeListReply(r) => break r,
+                m => panic!("unexpected {m:?}"),
+            }
+        };
+        (infos, reply)
+    };
+    assert_eq!(infos.len(), 1);
+    assert_eq!(infos[0].vote, Some(Vote::Nack));
+    assert_eq!(infos[0].ring_id, Some(RingId::new(2, 12)));
+    assert_eq!(reply.vote, Some(Vote::NoChange));
+    assert_eq!(reply.ring_id, Some(RingId::new(2, 12)));
+    // ...and node 1 gets no ACK until node 2 acknowledged its NACK.
+    n1.c.expect_silence(Duration::from_millis(200))
+        .await
+        .unwrap();
+    n2.c.reply_vote_info(infos[0].seq.unwrap()).await.unwrap();
+    let v = n1.c.recv_vote_info().await.unwrap();
+    assert_eq!(v.vote, Some(Vote::Ack));
+    assert_eq!(v.ring_id, Some(RingId::new(1, 12)));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn two_node_split_highest_wins() {
+    let srv = TestServer::start().await;
+    let ring = RingId::new(1, 8);
+    let mut n1 = ffsplit_node(
+        srv.addr,
+        "split-high",
+        1,
+        &[1, 2],
+        ring,
+        &[1, 2],
+        TieBreaker::Highest,
+    )
+    .await;
+    let mut n2 = ffsplit_node(
+        srv.addr,
+        "split-high",
+        2,
+        &[1, 2],
+        ring,
+        &[1, 2],
+        TieBreaker::Highest,
+    )
+    .await;
+    assert_eq!(n1.vote_info().await, Vote::Ack);
+    n1.membership(RingId::new(1, 12), &[1], Heuristics::Undefined)
+        .await;
+    n2.membership(RingId::new(2, 12), &[2], Heuristics::Undefined)
+        .await;
+    assert_eq!(n1.vote_info().await, Vote::Nack);
+    assert_eq!(n2.vote_info().await, Vote::Ack);
+    assert_eq!(n1.vote, Some(Vote::Nack));
+    assert_eq!(n2.vote, Some(Vote::Ack));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn disconnect_of_the_winner_moves_the_vote() {
+    let srv = TestServer::start().await;
+    let (mut n1, mut n2) = healthy_pair(srv.addr, "move-vote").await;
+    n1.membership(RingId::new(1, 12), &[1], Heuristics::Undefined)
+        .await;
+    n2.membership(RingId::new(2, 12), &[2], Heuristics::Undefined)
+        .await;
+    assert_eq!(n2.vote, Some(Vote::Nack));
+    assert_eq!(n1.vote_info().await, Vote::Ack);
+    drop(n1);
+    assert_eq!(n2.vote_info().await, Vote::Ack);
+    wait_log(&["move-vote", "node=1", "client disconnected"]).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_bytes_get_unsupported_message_and_others_are_unharmed() {
+    let srv = TestServer::start().await;
+    let (mut a1, mut a2) = healthy_pair(srv.addr, "garbage-bystander").await;
+    let mut bad = Client::connect(srv.addr).await.unwrap();
+    // Type 0x4142 is no message type: the body is skipped, error 4 without seq.
+    bad.send_raw(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ").await.unwrap();
+    match bad.recv().await.unwrap() {
+        Message::ServerError(e) => {
+            assert_eq!(e.error_code, Some(ErrorCode::UNSUPPORTED_MESSAGE));
+            assert_eq!(e.seq, None);
+        }
+        m => panic!("expected SERVER_ERROR, got {m:?}"),
+    }
+    wait_log(&["unknown type", "error 4"]).await;
+    assert_unharmed(&mut a1).await;
+    assert_unharmed(&mut a2).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn messages_before_preinit_or_init_are_refused() {
+    let srv = TestServer::start().await;
+    let (mut a1, _a2) = healthy_pair(srv.addr, "gate-bystander").await;
+    let mut c = Client::connect(srv.addr).await.unwrap();
+    // NODE_LIST before INIT: error 11 with the seq echoed.
+    c.send_config(&[1, 2], true).await.unwrap();
+    match c.recv().await.unwrap() {
+        Message::ServerError(e) => {
+            assert_eq!(e.error_code, Some(ErrorCode::INIT_REQUIRED));
+            assert_eq!(e.seq, Some(2));
+        }
+        m => panic!("expected SERVER_ERROR, got {m:?}"),
+    }
+    // INIT before PREINIT: INIT_REPLY with error 6.
+    let p = params("gate", 1, TieBreaker::Lowest);
+    c.send(&Message::Init(qnetd::client::init_message(3, &p)))
+        .await
+        .unwrap();
+    match c.recv().await.unwrap() {
+        Message::InitReply(r) => {
+            assert_eq!(r.error_code, Some(ErrorCode::PREINIT_REQUIRED));
+            assert_eq!(r.seq, Some(3));
+        }
+        m => panic!("expected INIT_REPLY, got {m:?}"),
+    }
+    // STARTTLS before PREINIT: error 6.
+    c.send(&Message::StartTls(qnetd::wire::StartTls { seq: Some(4) }))
+        .await
+        .unwrap();
+    match c.recv().await.unwrap() {
+        Message::ServerError(e) => assert_eq!(e.error_code, Some(ErrorCode::PREINIT_REQUIRED)),
+        m => panic!("expected SERVER_ERROR, got {m:?}"),
+    }
+    // A server-to-client type: error 8.
+    c.send(&Message::VoteInfo(qnetd::wire::VoteInfo {
+        seq: Some(5),
+        vote: Some(Vote::Ack),
+        ring_id: Some(RingId::new(1, 1)),
+    }))
+    .await
+    .unwrap();
+    match c.recv().await.unwrap() {
+        Message::ServerError(e) => {
+            assert_eq!(e.error_code, Some(ErrorCode::UNEXPECTED_MESSAGE));
+            assert_eq!(e.seq, Some(5));
+        }
+        m => panic!("expected SERVER_ERROR, got {m:?}"),
+    }
+    wait_log(&["before a successful INIT", "error 11"]).await;
+    assert_unharmed(&mut a1).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_length_is_refused_without_reading_it() {
+    let srv = TestServer::start().await;
+    let (mut a1, _a2) = healthy_pair(srv.addr, "big-bystander").await;
+    let mut c = Client::connect(srv.addr).await.unwrap();
+    // A NODE_LIST claiming 2 GiB: error 5 right after the header.
+    c.send_raw(&[0x00, 0x0a, 0x80, 0x00, 0x00, 0x00])
+        .await
+        .unwrap();
+    match c.recv().await.unwrap() {
+        Message::ServerError(e) => {
+            assert_eq!(e.error_code, Some(ErrorCode::MESSAGE_TOO_LONG));
+            assert_eq!(e.seq, None);
+        }
+        m => panic!("expected SERVER_ERROR, got {m:?}"),
+    }
+    // Exactly at the limit is accepted (32762-byte body), one more is not.
+    let mut c2 = Client::connect(srv.addr).await.unwrap();
+    let mut msg = vec![0x00, 0x00];
+    msg.extend_from_slice(&32762u32.to_be_bytes());
+    msg.extend_from_slice(&[0x00, 0x00, 0x00, 0x04, 0, 0, 0, 1]);
+    msg.extend_from_slice(&[0x00, 0x01]);
+    msg.extend_from_slice(&(32762u16 - 12).to_be_bytes());
+    msg.resize(6 + 32762, b'x');
+    c2.send_raw(&msg).await.unwrap();
+    assert!(matches!(c2.recv().await.unwrap(), Message::PreinitReply(_)));
+    let mut c3 = Client::connect(srv.addr).await.unwrap();
+    msg[5] += 1;
+    msg.push(b'x');
+    c3.send_raw(&msg).await.unwrap();
+    match c3.recv().await.unwrap() {
+        Message::ServerError(e) => assert_eq!(e.error_code, Some(ErrorCode::MESSAGE_TOO_LONG)),
+        m => panic!("expected SERVER_ERROR, got {m:?}"),
+    }
+    wait_log(&["longer than max_client_receive_size", "error 5"]).await;
+    assert_unharmed(&mut a1).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn truncated_tlv_gets_decode_error_with_seq() {
+    let srv = TestServer::start().await;
+    let (mut a1, _a2) = healthy_pair(srv.addr, "tlv-bystander").await;
+    let mut c = Client::connect(srv.addr).await.unwrap();
+    // PREINIT seq=9, then a CLUSTER_NAME TLV claiming 9 bytes with only 3.
+    c.send_raw(&hex("0000 0000000f 0000 0004 00000009 0001 0009 616263"))
+        .await
+        .unwrap();
+    match c.recv().await.unwrap() {
+        Message::ServerError(e) => {
+            assert_eq!(e.error_code, Some(ErrorCode::ERROR_DECODING_MSG));
+            assert_eq!(e.seq, Some(9));
+        }
+        m => panic!("expected SERVER_ERROR, got {m:?}"),
+    }
+    // The connection stays usable.
+    c.send(&Message::Preinit(Preinit {
+        seq: Some(10),
+        cluster_name: Some(b"x".to_vec()),
+    }))
+    .await
+    .unwrap();
+    assert!(matches!(c.recv().await.unwrap(), Message::PreinitReply(_)));
+    wait_log(&["cannot decode message", "error 9"]).await;
+    assert_unharmed(&mut a1).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn init_consistency_errors_duplicate_algorithm_tie_breaker() {
+    let srv = TestServer::start().await;
+    let (mut a1, mut a2) = healthy_pair(srv.addr, "consistency").await;
+    let try_init = |p: qnetd::client::NodeParams| async move {
+        let mut c = Client::connect(srv.addr).await.unwrap();
+        c.handshake(&p).await.unwrap().error_code
+    };
+    // Duplicate node id.
+    assert_eq!(
+        try_init(params("consistency", 2, TieBreaker::Lowest)).await,
+        Some(ErrorCode::DUPLICATE_NODE_ID)
+    );
+    // Different algorithm.
+    let mut p = params("consistency", 3, TieBreaker::Lowest);
+    p.algorithm = AlgorithmKind::Lms;
+    assert_eq!(
+        try_init(p).await,
+        Some(ErrorCode::ALGORITHM_DIFFERS_FROM_OTHER_NODES)
+    );
+    // Different tie-breaker (checked before the algorithm).
+    let mut p = params("consistency", 3, TieBreaker::Highest);
+    p.algorithm = AlgorithmKind::Lms;
+    assert_eq!(
+        try_init(p).await,
+        Some(ErrorCode::TIE_BREAKER_DIFFERS_FROM_OTHER_NODES)
+    );
+    // Out-of-range heartbeat and algorithm.
+    let mut p = params("consistency-other", 1, TieBreaker::Lowest);
+    p.heartbeat_ms = 999;
+    assert_eq!(
+        try_init(p).await,
+        Some(ErrorCode::INVALID_HEARTBEAT_INTERVAL)
+    );
+    wait_log(&["INIT refused", "duplicate_node_id"]).await;
+    assert_unharmed(&mut a1).await;
+    assert_unharmed(&mut a2).await;
+    assert_eq!(srv.ctx.table.client_count(), 2);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn second_init_and_second_preinit_are_refused_and_state_kept() {
+    let srv = TestServer::start().await;
+    let (mut n1, mut n2) = healthy_pair(srv.addr, "second-init").await;
+    // Node 2 sends another INIT claiming node 1 with another algorithm.
+    let mut p = params("second-init", 1, TieBreaker::Highest);
+    p.algorithm = AlgorithmKind::Lms;
+    n2.c.send(&Message::Init(qnetd::client::init_message(50, &p)))
+        .await
+        .unwrap();
+    match n2.c.recv().await.unwrap() {
+        Message::InitReply(r) => assert_eq!(r.error_code, Some(ErrorCode::UNEXPECTED_MESSAGE)),
+        m => panic!("expected INIT_REPLY, got {m:?}"),
+    }
+    n2.c.send(&Message::Preinit(Preinit {
+        seq: Some(51),
+        cluster_name: Some(b"other".to_vec()),
+    }))
+    .await
+    .unwrap();
+    match n2.c.recv().await.unwrap() {
+        Message::ServerError(e) => assert_eq!(e.error_code, Some(ErrorCode::UNEXPECTED_MESSAGE)),
+        m => panic!("expected SERVER_ERROR, got {m:?}"),
+    }
+    wait_log(&["second INIT", "state kept"]).await;
+    // The cluster still has nodes 1 and 2 with ffsplit, and decisions work.
+    {
+        let c = srv.ctx.table.get(b"second-init").unwrap();
+        let e = qnetd::table::lock(&c);
+        assert_eq!(e.cluster.algorithm(), AlgorithmKind::Ffsplit);
+        assert_eq!(
+            e.cluster.clients().keys().copied().collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+    }
+    n1.membership(RingId::new(1, 12), &[1], Heuristics::Undefined)
+        .await;
+    n2.membership(RingId::new(2, 12), &[2], Heuristics::Undefined)
+        .await;
+    assert_eq!(n2.vote, Some(Vote::Nack));
+    assert_eq!(n1.vote_info().await, Vote::Ack);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn silent_client_is_dropped_by_dead_peer_detection() {
+    let srv = TestServer::start().await;
+    let (mut n1, mut n2) = healthy_pair(srv.addr, "dpd").await;
+    n1.membership(RingId::new(1, 12), &[1], Heuristics::Undefined)
+        .await;
+    n2.membership(RingId::new(2, 12), &[2], Heuristics::Undefined)
+        .await;
+    assert_eq!(n1.vote_info().await, Vote::Ack);
+    // A third cluster's node with a 1 s heartbeat goes silent.
+    let mut p = params("dpd-silent", 1, TieBreaker::Lowest);
+    p.heartbeat_ms = 1000;
+    let mut silent = connect(srv.addr, &p).await;
+    let t0 = std::time::Instant::now();
+    silent.timeout = Duration::from_secs(5);
+    silent.expect_closed().await.unwrap();
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3000),
+        "dropped after {waited:?}, expected about 1.5 s"
+    );
+    wait_log(&["dpd-silent", "dead peer"]).await;
+    assert_unharmed(&mut n1).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn vote_info_reply_for_an_old_round_is_ignored() {
+    let srv = TestServer::start().await;
+    let (mut n1, mut n2) = healthy_pair(srv.addr, "stale-reply").await;
+    n1.membership(RingId::new(1, 12), &[1], Heuristics::Undefined)
+        .await;
+    n2.c.send_membership(RingId::new(2, 12), &[2], Heuristics::Undefined)
+        .await
+        .unwrap();
+    let nack = match n2.c.recv().await.unwrap() {
+        Message::VoteInfo(v) => v,
+        m => panic!("{m:?}"),
+    };
+    assert!(matches!(
+        n2.c.recv().await.unwrap(),
+        Message::NodeListReply(_)
+    ));
+    // A reply carrying an older seq does not release the ACK.
+    n2.c.send(&Message::VoteInfoReply(SeqOnly {
+        seq: Some(nack.seq.unwrap() - 1),
+    }))
+    .await
+    .unwrap();
+    n1.c.expect_silence(Duration::from_millis(200))
+        .await
+        .unwrap();
+    n2.c.reply_vote_info(nack.seq.unwrap()).await.unwrap();
+    assert_eq!(n1.vote_info().await, Vote::Ack);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn max_clients_refuses_extra_connections() {
+    let settings = Settings {
+        max_clients: 1,
+        ..Settings::default()
+    };
+    let srv = TestServer::start_with(settings).await;
+    let _first = connect(srv.addr, &params("maxc", 1, TieBreaker::Lowest)).await;
+    let mut second = Client::connect(srv.addr).await.unwrap();
+    second.expect_closed().await.unwrap();
+    wait_log(&["max_clients"]).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_disconnects_clients() {
+    let srv = TestServer::start().await;
+    let (mut n1, _n2) = healthy_pair(srv.addr, "shutdown").await;
+    srv.stop().await;
+    n1.c.expect_closed().await.unwrap();
+}
