@@ -611,3 +611,184 @@ impl<P: Peer> Session<P> {
 fn clamp_u32(v: usize) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A peer that records what the session queued.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Outgoing>>>);
+
+    impl Peer for Recorder {
+        fn send(&self, item: Outgoing) -> bool {
+            self.0.lock().unwrap().push(item);
+            true
+        }
+        fn kick(&self, _reason: &'static str) {}
+    }
+
+    impl Recorder {
+        fn take(&self) -> Vec<Message> {
+            self.0
+                .lock()
+                .unwrap()
+                .drain(..)
+                .filter_map(|o| match o {
+                    Outgoing::Message(b) => {
+                        let t = MsgType::from_u16(u16::from_be_bytes([b[0], b[1]])).unwrap();
+                        Some(wire::decode(t, &b[HEADER_LEN..]).unwrap())
+                    }
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn session(settings: Settings) -> (Session<Recorder>, Recorder) {
+        let rec = Recorder::default();
+        let s = Session::new(Arc::new(settings), Arc::new(Table::new()), rec.clone());
+        (s, rec)
+    }
+
+    fn init(hb: Option<u32>, algorithm: Option<u16>) -> Message {
+        Message::Init(Init {
+            seq: Some(2),
+            supported_messages: None,
+            supported_options: None,
+            node_id: Some(1),
+            decision_algorithm: algorithm,
+            heartbeat_interval: hb,
+            tie_breaker: Some(qnetd_algorithms::TieBreaker::Lowest),
+            ring_id: Some(RingId::new(1, 4)),
+        })
+    }
+
+    fn preinit() -> Message {
+        Message::Preinit(wire::Preinit {
+            seq: Some(1),
+            cluster_name: Some(b"c".to_vec()),
+        })
+    }
+
+    fn init_code(rec: &Recorder) -> ErrorCode {
+        match rec.take().pop() {
+            Some(Message::InitReply(r)) => r.error_code.unwrap(),
+            other => panic!("expected INIT_REPLY, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn init_error_code_precedence_matches_the_reference() {
+        // No PREINIT and no heartbeat: the heartbeat check (missing = 0)
+        // overrides "preinit required", as the reference does.
+        let (mut s, rec) = session(Settings::default());
+        s.on_message(&init(None, Some(1)).to_bytes(), 0);
+        assert_eq!(init_code(&rec), ErrorCode::INVALID_HEARTBEAT_INTERVAL);
+        // No PREINIT, valid heartbeat, unknown algorithm: 12 overrides 6.
+        s.on_message(&init(Some(8000), Some(9)).to_bytes(), 0);
+        assert_eq!(init_code(&rec), ErrorCode::UNSUPPORTED_DECISION_ALGORITHM);
+        // No PREINIT, everything valid: 6.
+        s.on_message(&init(Some(8000), Some(1)).to_bytes(), 0);
+        assert_eq!(init_code(&rec), ErrorCode::PREINIT_REQUIRED);
+        // After PREINIT, a missing algorithm: 7.
+        s.on_message(&preinit().to_bytes(), 0);
+        rec.take();
+        s.on_message(&init(Some(8000), None).to_bytes(), 0);
+        assert_eq!(init_code(&rec), ErrorCode::DOESNT_CONTAIN_REQUIRED_OPTION);
+        // Heartbeat bounds are inclusive.
+        s.on_message(&init(Some(120_001), Some(1)).to_bytes(), 0);
+        assert_eq!(init_code(&rec), ErrorCode::INVALID_HEARTBEAT_INTERVAL);
+        s.on_message(&init(Some(120_000), Some(1)).to_bytes(), 0);
+        assert_eq!(init_code(&rec), ErrorCode::NO_ERROR);
+        assert_eq!(s.dpd_ms(), Some(180_000));
+    }
+
+    #[test]
+    fn dpd_interval_limit_refuses_the_heartbeat() {
+        let mut settings = Settings::default();
+        settings
+            .set_advanced("dpd_interval_coefficient", "150")
+            .unwrap();
+        settings
+            .set_advanced("heartbeat_interval_max", "200000")
+            .unwrap();
+        let (mut s, rec) = session(settings);
+        s.on_message(&preinit().to_bytes(), 0);
+        rec.take();
+        // 150 x 120001 ms exceeds the 18,000,000 ms timer limit.
+        s.on_message(&init(Some(120_001), Some(1)).to_bytes(), 0);
+        assert_eq!(init_code(&rec), ErrorCode::INVALID_HEARTBEAT_INTERVAL);
+    }
+
+    #[test]
+    fn tls_required_refuses_plain_messages_but_keeps_the_connection() {
+        let settings = Settings {
+            tls: TlsMode::Required,
+            ..Settings::default()
+        };
+        let (mut s, rec) = session(settings);
+        assert_eq!(s.on_message(&preinit().to_bytes(), 0), Control::Continue);
+        match rec.take().pop() {
+            Some(Message::PreinitReply(r)) => {
+                assert_eq!(r.tls_supported, Some(TlsSupported::Required))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            s.on_message(&init(Some(8000), Some(1)).to_bytes(), 0),
+            Control::Continue
+        );
+        match rec.take().pop() {
+            Some(Message::ServerError(e)) => {
+                assert_eq!(e.error_code, Some(ErrorCode::TLS_REQUIRED));
+                assert_eq!(e.seq, Some(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let starttls = Message::StartTls(wire::StartTls { seq: Some(3) });
+        assert_eq!(s.on_message(&starttls.to_bytes(), 0), Control::StartTls);
+    }
+
+    #[test]
+    fn client_certificate_must_name_the_cluster() {
+        let settings = Settings {
+            tls: TlsMode::On,
+            ..Settings::default()
+        };
+        let (mut s, rec) = session(settings.clone());
+        s.on_message(&preinit().to_bytes(), 0);
+        s.set_tls(TlsState {
+            started: true,
+            peer_names: Some(vec!["C".into()]),
+        });
+        assert_eq!(
+            s.on_message(&init(Some(8000), Some(1)).to_bytes(), 0),
+            Control::Continue
+        );
+        assert!(matches!(rec.take().pop(), Some(Message::InitReply(_))));
+
+        let (mut s, _rec) = session(settings.clone());
+        s.on_message(&preinit().to_bytes(), 0);
+        s.set_tls(TlsState {
+            started: true,
+            peer_names: Some(vec!["other".into()]),
+        });
+        assert!(matches!(
+            s.on_message(&init(Some(8000), Some(1)).to_bytes(), 0),
+            Control::Close(_)
+        ));
+
+        let (mut s, _rec) = session(settings);
+        s.on_message(&preinit().to_bytes(), 0);
+        s.set_tls(TlsState {
+            started: true,
+            peer_names: None,
+        });
+        assert!(matches!(
+            s.on_message(&init(Some(8000), Some(1)).to_bytes(), 0),
+            Control::Close(_)
+        ));
+    }
+}

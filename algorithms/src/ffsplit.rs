@@ -254,7 +254,7 @@ fn beats(
     let half = configured / 2;
 
     // Odd clusters never tie; even ones decide on size unless exactly 50:50.
-    if configured % 2 != 0 || members != half {
+    if configured % 2 == 1 || members != half {
         return members > half;
     }
 
@@ -378,8 +378,10 @@ impl Ffsplit {
     /// returns how many were sent.
     ///
     /// This is where a bounded NACK wait would start (not implemented yet,
-    /// quirk 3): arm a timer when this returns non-zero, and on its expiry
-    /// treat the NACK recipients that never answered as acknowledged.
+    /// quirk 3): arm a timer (`Action::ArmTimer`) when this returns non-zero
+    /// and cancel it when the last NACK is acknowledged; its expiry arrives as
+    /// `Event::Timer`, where the policy for NACK recipients that never answer
+    /// would go. Until then the winners wait for the next decision.
     fn send_nacks(&mut self, views: &[View<'_>], actions: &mut Vec<Action>) -> usize {
         let mut sent = 0;
         for view in views {
@@ -642,7 +644,11 @@ mod tests {
             (o.reply, o.actions)
         }
 
-        fn config(&mut self, node: NodeId, ids: &[NodeId]) -> (Result<Vote, AlgoError>, Vec<Action>) {
+        fn config(
+            &mut self,
+            node: NodeId,
+            ids: &[NodeId],
+        ) -> (Result<Vote, AlgoError>, Vec<Action>) {
             self.event(
                 node,
                 Event::ConfigList {
@@ -719,7 +725,10 @@ mod tests {
         for n in [1, 2] {
             assert_eq!(t.config(n, &[1, 2]), (Ok(Vote::AskLater), vec![]));
         }
-        assert_eq!(t.member(1, r(1, 8), &[1, 2]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 8), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         let (vote, actions) = t.member(2, r(1, 8), &[1, 2]);
         assert_eq!(vote, Ok(Vote::NoChange));
         assert_eq!(
@@ -762,8 +771,14 @@ mod tests {
     /// Splits [`four_nodes_with_ack`] into {1,2} (ring 1/8) and {3,4}
     /// (ring 3/8); returns the actions of the last membership list (from 4).
     fn split_four(t: &mut T, h34: Heuristics) -> Vec<Action> {
-        assert_eq!(t.member(1, r(1, 8), &[1, 2]), (Ok(Vote::WaitForReply), vec![]));
-        assert_eq!(t.member(2, r(1, 8), &[1, 2]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 8), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
+        assert_eq!(
+            t.member(2, r(1, 8), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         assert_eq!(
             t.member_h(3, r(3, 8), &[3, 4], h34),
             (Ok(Vote::WaitForReply), vec![])
@@ -783,7 +798,10 @@ mod tests {
         assert_eq!(t.config(1, &[1, 2]), (Ok(Vote::AskLater), vec![]));
 
         // 1. Node 1 reports ring 1/8 while node 2 is still at 1/4.
-        assert_eq!(t.member(1, r(1, 8), &[1, 2]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 8), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
 
         // 2. Node 2 reports 1/8 too: stable; both get ACK(seq 1). Node 2's
         // VOTE_INFO carries the ring from its event (stored is still 1/4).
@@ -808,7 +826,10 @@ mod tests {
         // 3. Split. The first report gets WAIT_FOR_REPLY; the second decides:
         // 50:50, same score and active count, KAP undecided (both were
         // quorate), LOWEST -> node 1's partition.
-        assert_eq!(t.member(1, r(1, 12), &[1]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 12), &[1]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         let (vote, actions) = t.member(2, r(2, 12), &[2]);
         assert_eq!(vote, Ok(Vote::NoChange));
         // 4. NACK to node 2 first ...
@@ -827,7 +848,10 @@ mod tests {
     /// Splits [`two_nodes_with_ack`] and returns the last report's actions.
     fn split_two(tb: TieBreaker) -> (T, Vec<Action>) {
         let mut t = two_nodes_with_ack(tb, false);
-        assert_eq!(t.member(1, r(1, 12), &[1]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 12), &[1]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         let (vote, actions) = t.member(2, r(2, 12), &[2]);
         assert_eq!(vote, Ok(Vote::NoChange));
         (t, actions)
@@ -904,8 +928,14 @@ mod tests {
             t.member_h(1, r(1, 8), &[1, 2], Heuristics::Fail),
             (Ok(Vote::WaitForReply), vec![])
         );
-        assert_eq!(t.member(2, r(1, 8), &[1, 2]), (Ok(Vote::WaitForReply), vec![]));
-        assert_eq!(t.member(3, r(3, 8), &[3, 4]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(
+            t.member(2, r(1, 8), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
+        assert_eq!(
+            t.member(3, r(3, 8), &[3, 4]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         let (_, actions) = t.member(4, r(3, 8), &[3, 4]);
         assert_eq!(
             actions,
@@ -956,8 +986,14 @@ mod tests {
     fn three_one_split() {
         let mut t = four_nodes_with_ack(TieBreaker::Highest);
         assert_eq!(t.member(4, r(4, 8), &[4]), (Ok(Vote::WaitForReply), vec![]));
-        assert_eq!(t.member(1, r(1, 8), &[1, 2, 3]), (Ok(Vote::WaitForReply), vec![]));
-        assert_eq!(t.member(2, r(1, 8), &[1, 2, 3]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 8), &[1, 2, 3]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
+        assert_eq!(
+            t.member(2, r(1, 8), &[1, 2, 3]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         let (vote, actions) = t.member(3, r(1, 8), &[1, 2, 3]);
         assert_eq!(vote, Ok(Vote::NoChange));
         assert_eq!(actions, vec![vi(4, 2, Vote::Nack, r(4, 8))]);
@@ -982,7 +1018,10 @@ mod tests {
             assert_eq!(t.config(n, &all), (Ok(Vote::AskLater), vec![]));
         }
         assert_eq!(t.member(3, r(3, 8), &[3]), (Ok(Vote::WaitForReply), vec![]));
-        assert_eq!(t.member(1, r(1, 8), &[1, 2]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 8), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         let (vote, actions) = t.member(2, r(1, 8), &[1, 2]);
         assert_eq!(vote, Ok(Vote::NoChange));
         assert_eq!(actions, vec![vi(3, 1, Vote::Nack, r(3, 8))]);
@@ -993,7 +1032,10 @@ mod tests {
         assert!(t.reply(1, 1).is_empty());
         assert!(t.reply(2, 1).is_empty());
 
-        assert_eq!(t.member(1, r(1, 12), &[1]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 12), &[1]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         let (_, actions) = t.member(2, r(2, 12), &[2]);
         assert_eq!(
             actions,
@@ -1017,7 +1059,10 @@ mod tests {
         t.join(4, r(3, 4), true);
         assert_eq!(t.config(3, &all), (Ok(Vote::AskLater), vec![]));
         assert_eq!(t.config(4, &all), (Ok(Vote::AskLater), vec![]));
-        assert_eq!(t.member(3, r(3, 4), &[3, 4]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(
+            t.member(3, r(3, 4), &[3, 4]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         let (_, actions) = t.member(4, r(3, 4), &[3, 4]);
         assert_eq!(
             actions,
@@ -1030,7 +1075,10 @@ mod tests {
         t.join(2, r(1, 6), true);
         assert_eq!(t.config(1, &all), (Ok(Vote::AskLater), vec![]));
         assert_eq!(t.config(2, &all), (Ok(Vote::AskLater), vec![]));
-        assert_eq!(t.member(1, r(1, 6), &[1, 2]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 6), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         let (vote, actions) = t.member(2, r(1, 6), &[1, 2]);
         assert_eq!(vote, Ok(Vote::NoChange));
         (t, actions)
@@ -1161,8 +1209,14 @@ mod tests {
             t.join(2, r(1, 4), false);
             assert_eq!(t.config(1, &[1, 2]), (Ok(Vote::AskLater), vec![]));
             // Node 2 has not sent anything: node 1 cannot be decided on.
-            assert_eq!(t.member(1, r(1, 4), &[1, 2]), (Ok(Vote::WaitForReply), vec![]));
-            assert_eq!(t.heur(1, Heuristics::Pass), (Ok(Vote::WaitForReply), vec![]));
+            assert_eq!(
+                t.member(1, r(1, 4), &[1, 2]),
+                (Ok(Vote::WaitForReply), vec![])
+            );
+            assert_eq!(
+                t.heur(1, Heuristics::Pass),
+                (Ok(Vote::WaitForReply), vec![])
+            );
             // The trigger of the reference's crash.
             assert!(t.leave(1).is_empty());
             // Node 2 catches up and is decided on normally.
@@ -1182,9 +1236,12 @@ mod tests {
         let mut t = T::new(TieBreaker::Lowest);
         t.join(1, r(1, 4), false);
         t.join(2, r(1, 4), false);
-        t.config(1, &[1, 2]);
-        t.config(2, &[1, 2]);
-        t.member(1, r(1, 8), &[1, 2]);
+        assert_eq!(t.config(1, &[1, 2]), (Ok(Vote::AskLater), vec![]));
+        assert_eq!(t.config(2, &[1, 2]), (Ok(Vote::AskLater), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 8), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         let (_, actions) = t.member(2, r(1, 8), &[1, 2]);
         assert_eq!(
             actions,
@@ -1192,7 +1249,10 @@ mod tests {
         );
         assert!(t.reply(2, 1).is_empty());
         // Node 1's reply to ACK(1) is still in flight when the split happens.
-        assert_eq!(t.member(2, r(2, 12), &[2]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(
+            t.member(2, r(2, 12), &[2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         let (_, actions) = t.member(1, r(1, 12), &[1]);
         assert_eq!(actions, vec![vi(2, 2, Vote::Nack, r(2, 12))]);
         // The late reply matches node 1's last seq; the reference would drop
@@ -1210,17 +1270,23 @@ mod tests {
         let mut t = T::new(TieBreaker::NodeId(2));
         t.join(1, r(1, 4), false);
         t.join(2, r(1, 4), false);
-        t.config(1, &[1, 2]);
-        assert_eq!(t.member(1, r(1, 4), &[1, 2]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(t.config(1, &[1, 2]), (Ok(Vote::AskLater), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 4), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         assert!(t.leave(1).is_empty());
 
         // Peer with a config list but no membership list yet.
         let mut t = T::new(TieBreaker::NodeId(2));
         t.join(1, r(1, 4), false);
         t.join(2, r(1, 4), false);
-        t.config(1, &[1, 2]);
-        t.config(2, &[1, 2]);
-        assert_eq!(t.member(1, r(1, 4), &[1, 2]), (Ok(Vote::WaitForReply), vec![]));
+        assert_eq!(t.config(1, &[1, 2]), (Ok(Vote::AskLater), vec![]));
+        assert_eq!(t.config(2, &[1, 2]), (Ok(Vote::AskLater), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 4), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
         assert!(t.leave(1).is_empty());
 
         // The triggering client's own lists count once they are in the event:
@@ -1284,7 +1350,10 @@ mod tests {
         assert_eq!(t.heur(1, Heuristics::Pass), (Ok(Vote::AskLater), vec![]));
         // ... and a changed config without membership.
         t.join(2, r(1, 4), false);
-        assert_eq!(t.event(2, cfg(&[1, 2], false)), (Ok(Vote::AskLater), vec![]));
+        assert_eq!(
+            t.event(2, cfg(&[1, 2], false)),
+            (Ok(Vote::AskLater), vec![])
+        );
         assert_eq!(t.heur(2, Heuristics::Pass), (Ok(Vote::AskLater), vec![]));
         // An initial config list gets ASK_LATER even with a membership stored.
         assert_eq!(t.event(1, cfg(&[1, 2], true)), (Ok(Vote::AskLater), vec![]));
@@ -1325,7 +1394,7 @@ mod tests {
         assert!(!t.leave(1).is_empty());
         assert!(t.leave(2).is_empty());
         t.join(2, r(2, 20), true);
-        t.config(2, &[1, 2]);
+        assert_eq!(t.config(2, &[1, 2]), (Ok(Vote::AskLater), vec![]));
         let (_, actions) = t.member(2, r(2, 20), &[2]);
         assert_eq!(actions, vec![vi(2, 1, Vote::Ack, r(2, 20))]);
     }
@@ -1333,6 +1402,10 @@ mod tests {
     // ------------------------------------------------------------------
     // Randomized safety test
     // ------------------------------------------------------------------
+
+    /// Record a full message trace of every schedule, printed on failure.
+    /// Off by default to keep the test fast; failures always name the seed.
+    const TRACE: bool = false;
 
     /// xorshift64* PRNG: deterministic, no dependencies.
     struct Rng(u64);
@@ -1441,6 +1514,26 @@ mod tests {
             }
         }
 
+        /// Records a step in the trace (only when [`TRACE`] is on: building
+        /// it costs more than the simulation itself).
+        fn note(&mut self, line: impl FnOnce() -> String) {
+            if TRACE {
+                self.log.push(line());
+            }
+        }
+
+        /// Text for a failed assertion: the seed, and the trace if recorded.
+        fn trace(&self) -> String {
+            if TRACE {
+                self.log.join("\n")
+            } else {
+                format!(
+                    "{} (set TRACE = true for a message trace)",
+                    self.log.join("\n")
+                )
+            }
+        }
+
         fn index_of(&self, id: NodeId) -> Option<usize> {
             self.nodes.iter().position(|n| n.id == id)
         }
@@ -1470,9 +1563,10 @@ mod tests {
                         assert!(
                             n.server_has_config && n.server_has_membership,
                             "VOTE_INFO to node {node} before its lists\n{}",
-                            self.log.join("\n")
+                            self.trace()
                         );
-                        n.to_client.push_back(ToClient::VoteInfo { seq, vote, ring });
+                        n.to_client
+                            .push_back(ToClient::VoteInfo { seq, vote, ring });
                     }
                     other => panic!("ffsplit must not use timers: {other:?}"),
                 }
@@ -1484,16 +1578,17 @@ mod tests {
         /// connected clients in them stop voting (WAIT_FOR_REPLY) and report
         /// the new membership.
         fn repartition(&mut self, assignment: &[usize], force: bool) {
-            let old: Vec<Vec<NodeInfo>> =
-                (0..self.nodes.len()).map(|i| self.group_members(self.nodes[i].group)).collect();
+            let old: Vec<Vec<NodeInfo>> = (0..self.nodes.len())
+                .map(|i| self.group_members(self.nodes[i].group))
+                .collect();
             for (n, &g) in self.nodes.iter_mut().zip(assignment) {
                 n.group = g;
             }
             let mut new_rings: BTreeMap<usize, RingId> = BTreeMap::new();
-            for i in 0..self.nodes.len() {
+            for (i, old_members) in old.iter().enumerate() {
                 let group = self.nodes[i].group;
                 let members = self.group_members(group);
-                if !force && crate::same_node_set(&members, &old[i]) {
+                if !force && crate::same_node_set(&members, old_members) {
                     continue;
                 }
                 let ring = *new_rings.entry(group).or_insert_with(|| {
@@ -1519,12 +1614,14 @@ mod tests {
                     }
                 }
             }
-            self.log.push(format!("partition {assignment:?}"));
+            self.note(|| format!("partition {assignment:?}"));
         }
 
         fn random_partition(&mut self) {
             let groups = 1 + self.rng.below(3);
-            let assignment: Vec<usize> = (0..self.nodes.len()).map(|_| self.rng.below(groups)).collect();
+            let assignment: Vec<usize> = (0..self.nodes.len())
+                .map(|_| self.rng.below(groups))
+                .collect();
             self.repartition(&assignment, false);
         }
 
@@ -1556,7 +1653,8 @@ mod tests {
                 quorate: false,
                 nodes: members,
             });
-            self.log.push(format!("connect {} kap {kap}", n.id));
+            let id = n.id;
+            self.note(|| format!("connect {id} kap {kap}"));
         }
 
         /// The connection drops: both directions are lost, the client falls
@@ -1570,7 +1668,7 @@ mod tests {
             n.server_has_config = false;
             n.server_has_membership = false;
             let id = n.id;
-            self.log.push(format!("disconnect {id}"));
+            self.note(|| format!("disconnect {id}"));
             let actions = self.cluster.leave(id, false, 0);
             self.dispatch(actions);
         }
@@ -1581,7 +1679,7 @@ mod tests {
                 return;
             };
             let id = self.nodes[i].id;
-            self.log.push(format!("server <- {id}: {event:?}"));
+            self.note(|| format!("server <- {id}: {event:?}"));
             let outcome = self.cluster.handle(id, event.clone(), 0);
             let vote = match outcome.reply {
                 Ok(v) => v,
@@ -1609,7 +1707,9 @@ mod tests {
             let Some(msg) = n.to_client.pop_front() else {
                 return;
             };
-            self.log.push(format!("{} <- server: {msg:?}", n.id));
+            if TRACE {
+                self.log.push(format!("{} <- server: {msg:?}", n.id));
+            }
             let (vote, ring) = match msg {
                 ToClient::VoteInfo { seq, vote, ring } => {
                     n.to_server.push_back(Event::VoteInfoReply { seq });
@@ -1625,36 +1725,69 @@ mod tests {
         /// No two clients in different rings hold ACK at the same time.
         fn check_safety(&self) {
             let mut ack_ring: Option<RingId> = None;
-            for n in self.nodes.iter().filter(|n| n.connected && n.held == Vote::Ack) {
+            for n in self
+                .nodes
+                .iter()
+                .filter(|n| n.connected && n.held == Vote::Ack)
+            {
                 match ack_ring {
                     None => ack_ring = Some(n.ring),
-                    Some(r) => assert_eq!(
-                        r,
-                        n.ring,
-                        "two partitions hold ACK\n{}",
-                        self.log.join("\n")
-                    ),
+                    Some(r) => assert_eq!(r, n.ring, "two partitions hold ACK\n{}", self.trace()),
                 }
             }
         }
 
+        /// Nodes with a message waiting in either direction.
+        fn busy_nodes(&self) -> Vec<usize> {
+            (0..self.nodes.len())
+                .filter(|&i| {
+                    !self.nodes[i].to_server.is_empty() || !self.nodes[i].to_client.is_empty()
+                })
+                .collect()
+        }
+
+        /// Delivers one pending message of a random busy node, either way.
+        fn deliver_random(&mut self) {
+            let busy = self.busy_nodes();
+            if busy.is_empty() {
+                return;
+            }
+            let i = busy[self.rng.below(busy.len())];
+            let n = &self.nodes[i];
+            let to_server = match (n.to_server.is_empty(), n.to_client.is_empty()) {
+                (false, true) => true,
+                (true, false) => false,
+                _ => self.rng.chance(50),
+            };
+            if to_server {
+                self.deliver_to_server(i);
+            } else {
+                self.deliver_to_client(i);
+            }
+        }
+
+        /// One random step: mostly message deliveries, otherwise a change
+        /// that can move the vote (network split/merge, heuristics result,
+        /// disconnect, reconnect, config reload).
         fn random_step(&mut self) {
             let i = self.rng.below(self.nodes.len());
-            let roll = self.rng.below(100);
             let connected = self.nodes[i].connected;
-            match roll {
-                0..=34 => self.deliver_to_server(i),
-                35..=69 => self.deliver_to_client(i),
-                70..=77 => self.random_partition(),
-                78..=83 if connected => {
+            match self.rng.below(100) {
+                0..=54 => self.deliver_random(),
+                // Let everything settle (safety is checked after each message).
+                55..=61 => self.drain(),
+                62..=66 => self.random_partition(),
+                67..=80 if connected => {
                     let h = self.rng.heuristics();
                     self.nodes[i].heuristics = h;
+                    let id = self.nodes[i].id;
+                    self.note(|| format!("heuristics {id} {h:?}"));
                     self.nodes[i]
                         .to_server
                         .push_back(Event::HeuristicsChange { heuristics: h });
                 }
-                84..=89 if connected => self.disconnect(i),
-                90..=97 if !connected => self.connect(i),
+                81..=86 if connected => self.disconnect(i),
+                87..=97 if !connected => self.connect(i),
                 98..=99 if connected => {
                     let nodes = self.config.clone();
                     self.nodes[i].to_server.push_back(Event::ConfigList {
@@ -1669,19 +1802,8 @@ mod tests {
 
         /// Delivers everything still queued, in random order.
         fn drain(&mut self) {
-            loop {
-                let busy: Vec<usize> = (0..self.nodes.len())
-                    .filter(|&i| !self.nodes[i].to_server.is_empty() || !self.nodes[i].to_client.is_empty())
-                    .collect();
-                if busy.is_empty() {
-                    return;
-                }
-                let i = busy[self.rng.below(busy.len())];
-                if self.rng.chance(50) {
-                    self.deliver_to_server(i);
-                } else {
-                    self.deliver_to_client(i);
-                }
+            while !self.busy_nodes().is_empty() {
+                self.deliver_random();
                 self.check_safety();
             }
         }
@@ -1696,7 +1818,9 @@ mod tests {
                 }
             }
             let groups = 1 + self.rng.below(3);
-            let assignment: Vec<usize> = (0..self.nodes.len()).map(|_| self.rng.below(groups)).collect();
+            let assignment: Vec<usize> = (0..self.nodes.len())
+                .map(|_| self.rng.below(groups))
+                .collect();
             self.repartition(&assignment, true);
             self.drain();
 
@@ -1708,16 +1832,25 @@ mod tests {
                 .map(|n| n.id)
                 .collect();
             let eligible: Vec<Vec<NodeId>> = (0..groups)
-                .map(|g| self.group_members(g).iter().map(|n| n.node_id).collect::<Vec<_>>())
+                .map(|g| {
+                    self.group_members(g)
+                        .iter()
+                        .map(|n| n.node_id)
+                        .collect::<Vec<_>>()
+                })
                 .filter(|m| !m.is_empty() && 2 * m.len() >= total)
                 .collect();
             if eligible.is_empty() {
-                assert!(holders.is_empty(), "ACK without a quorate partition\n{}", self.log.join("\n"));
+                assert!(
+                    holders.is_empty(),
+                    "ACK without a quorate partition\n{}",
+                    self.trace()
+                );
             } else {
                 assert!(
                     eligible.contains(&holders),
                     "ACK holders {holders:?} are not one eligible partition of {eligible:?}\n{}",
-                    self.log.join("\n")
+                    self.trace()
                 );
             }
         }
@@ -1731,7 +1864,7 @@ mod tests {
         for seed in 1..=2000u64 {
             let mut sim = Sim::new(seed);
             sim.log.push(format!("seed {seed}"));
-            let steps = 40 + sim.rng.below(80);
+            let steps = 60 + sim.rng.below(100);
             for _ in 0..steps {
                 sim.random_step();
                 sim.check_safety();
