@@ -1,24 +1,379 @@
-//! PLACEHOLDER — being written; replaced before anything lands.
+//! The 2nodelms ("2 Node LMS", code 2) decision algorithm.
+//!
+//! A two-node cluster with one qdevice vote. A config list that does not have
+//! exactly 2 nodes is refused with error 12 (UNSUPPORTED_DECISION_ALGORITHM,
+//! protocol notes quirk 23; the client exits on it). Otherwise the votes are
+//! decided by the same engine as lms ([`crate::lms`]), which for two nodes
+//! gives the reference's answers:
+//!
+//! * both nodes in one membership (one ring) → ACK for both;
+//! * only one node connected and ready → ACK ("last man standing");
+//! * both connected in different rings (a split) → the better heuristics
+//!   result (PASS > undefined > FAIL) wins, else the tie-breaker: the lower
+//!   (LOWEST) or higher (HIGHEST) node id, or the configured node (NODE_ID;
+//!   if that node is neither of the two, the lower node id);
+//! * a newcomer (never given a decision) in another ring than a node that may
+//!   hold ACK gets NACK and does not take the vote away.
+//!
+//! Membership lists get the decision in their reply; config lists, quorum
+//! lists and heuristics changes get NO_CHANGE; ASK_FOR_VOTE gets the vote the
+//! client holds, or ASK_LATER before any decision — as in the reference.
+//!
+//! # Differences from the reference `qnetd-algo-2nodelms.c` (all deliberate)
+//!
+//! * **Quirk 26 (two ACKs):** a node is never compared with its peer's stale
+//!   ring or heuristics: while one node lists the other but reports another
+//!   ring id, nothing new is decided (WAIT_FOR_REPLY with the per-client
+//!   timer, heartbeat/4, re-armed while waiting). ACK goes to a ring only
+//!   when no node of another ring may hold ACK; the previous holder is first
+//!   sent `VOTE_INFO(NACK)` and must acknowledge it (or send a new membership
+//!   list, or disconnect).
+//! * **Quirks 10, 27 (no re-evaluation):** the decision is re-run on every
+//!   event, timer and disconnect, and pushed with `VOTE_INFO` to the node
+//!   whose vote changed, so a reconnected node gets ACK again once the
+//!   situation allows (e.g. after the heal, when both report one ring),
+//!   instead of keeping the newcomer NACK for ever.
+//! * **Quirks 25, 28:** no `VOTE_INFO` before a client's config and
+//!   membership lists.
+//! * Heuristics changes and quorum lists still get NO_CHANGE in their reply,
+//!   but a decision they change is pushed as a `VOTE_INFO`.
+//!
+//! # What the server guarantees
+//!
+//! A 2nodelms client keeps its last vote when it loses the server (§4.10); it
+//! only drops an ACK when its own membership changes (or when it reconnects).
+//! So a node that leaves while it may hold ACK is remembered as a *ghost*
+//! holding ACK for its last ring, and no other ring gets ACK until that ring
+//! is provably over: a connected node that was in it, or that now lists the
+//! ghost node, reports another ring, or the ghost node reconnects and sends
+//! its membership list. With that, assuming (as votequorum does) that a ring
+//! ends for all its members at once, **no two nodes of different rings hold
+//! ACK at the same time, whether or not they are connected**.
+//!
+//! The price: if the winner of a split leaves the server and never comes
+//! back (and the partition never heals), the other node gets no vote — the
+//! server cannot tell a dead winner from a live one that only lost the
+//! server. The common last-man-standing case still works: when a node of a
+//! healthy two-node ring dies, its peer reports a new ring without it, which
+//! ends the ghost's ring, and the survivor gets ACK.
 
+use crate::lms::{Engine, Reply};
 use crate::{Action, AlgoError, Algorithm, AlgorithmKind, Ctx, Event, NodeId, Vote};
 
-#[derive(Debug, Default)]
-pub struct TwoNodeLms;
+/// The 2nodelms algorithm: one lms [`Engine`] whose departed ACK holders are
+/// kept as ghosts.
+#[derive(Debug)]
+pub struct TwoNodeLms {
+    engine: Engine,
+}
+
+impl Default for TwoNodeLms {
+    fn default() -> Self {
+        TwoNodeLms {
+            engine: Engine::new(true),
+        }
+    }
+}
 
 impl Algorithm for TwoNodeLms {
     fn kind(&self) -> AlgorithmKind {
         AlgorithmKind::TwoNodeLms
     }
 
-    fn on_event(
-        &mut self,
-        _: &Ctx<'_>,
-        _: NodeId,
-        _: &Event,
-        _: &mut Vec<Action>,
-    ) -> Result<Vote, AlgoError> {
-        Err(AlgoError::Internal)
+    fn on_join(&mut self, _ctx: &Ctx<'_>, node: NodeId) {
+        self.engine.join(node);
     }
 
-    fn on_leave(&mut self, _: &Ctx<'_>, _: NodeId, _: bool, _: &mut Vec<Action>) {}
+    fn on_event(
+        &mut self,
+        ctx: &Ctx<'_>,
+        node: NodeId,
+        event: &Event,
+        actions: &mut Vec<Action>,
+    ) -> Result<Vote, AlgoError> {
+        let policy = match event {
+            Event::ConfigList { nodes, .. } => {
+                if nodes.len() != 2 {
+                    return Err(AlgoError::UnsupportedDecisionAlgorithm);
+                }
+                Reply::NoChange
+            }
+            Event::Membership { .. } => Reply::Decision,
+            Event::Quorum { .. } | Event::HeuristicsChange { .. } => Reply::NoChange,
+            Event::AskForVote => Reply::Held,
+            Event::VoteInfoReply { .. } | Event::Timer => Reply::Silent,
+        };
+        Ok(self.engine.handle(ctx, node, event, policy, actions))
+    }
+
+    fn on_leave(
+        &mut self,
+        ctx: &Ctx<'_>,
+        node: NodeId,
+        server_going_down: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        self.engine.leave(ctx, node, server_going_down, actions);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lms::sim::Sim;
+    use crate::{Cluster, Heuristics, NodeInfo, RingId, TieBreaker};
+
+    fn nl(ids: &[NodeId]) -> Vec<NodeInfo> {
+        ids.iter().map(|&id| NodeInfo::new(id)).collect()
+    }
+
+    fn r(node: NodeId, seq: u64) -> RingId {
+        RingId::new(node, seq)
+    }
+
+    fn vi(node: NodeId, seq: u32, vote: Vote, ring: RingId) -> Action {
+        Action::SendVoteInfo {
+            node,
+            seq,
+            vote,
+            ring,
+        }
+    }
+
+    struct T {
+        c: Cluster,
+    }
+
+    impl T {
+        fn new(tb: TieBreaker) -> Self {
+            T {
+                c: Cluster::new(AlgorithmKind::TwoNodeLms, tb),
+            }
+        }
+
+        fn ev(&mut self, node: NodeId, e: Event) -> (Result<Vote, AlgoError>, Vec<Action>) {
+            let o = self.c.handle(node, e, 0);
+            (o.reply, o.actions)
+        }
+
+        fn member(
+            &mut self,
+            node: NodeId,
+            ring: RingId,
+            ids: &[NodeId],
+            h: Heuristics,
+        ) -> (Result<Vote, AlgoError>, Vec<Action>) {
+            self.ev(
+                node,
+                Event::Membership {
+                    ring,
+                    nodes: nl(ids),
+                    heuristics: h,
+                },
+            )
+        }
+
+        /// Joins `node`, sends config [1, 2] and the membership list.
+        fn up(
+            &mut self,
+            node: NodeId,
+            ring: RingId,
+            ids: &[NodeId],
+            h: Heuristics,
+        ) -> (Result<Vote, AlgoError>, Vec<Action>) {
+            let tb = self.c.tie_breaker();
+            self.c
+                .join(node, AlgorithmKind::TwoNodeLms, tb, ring, 8000, false, 0)
+                .expect("join");
+            let cfg = Event::ConfigList {
+                nodes: nl(&[1, 2]),
+                initial: true,
+                config_version: None,
+            };
+            assert_eq!(self.ev(node, cfg), (Ok(Vote::NoChange), vec![]));
+            self.member(node, ring, ids, h)
+        }
+    }
+
+    fn both_up(tb: TieBreaker) -> T {
+        let mut t = T::new(tb);
+        assert_eq!(
+            t.up(1, r(1, 4), &[1, 2], Heuristics::Undefined).0,
+            Ok(Vote::Ack)
+        );
+        assert_eq!(
+            t.up(2, r(1, 4), &[1, 2], Heuristics::Undefined).0,
+            Ok(Vote::Ack)
+        );
+        t
+    }
+
+    /// Splits a two-node cluster; returns node 1's and node 2's replies and
+    /// the actions of node 2's membership.
+    fn split(tb: TieBreaker, h1: Heuristics, h2: Heuristics) -> (T, Vote, Vote, Vec<Action>) {
+        let mut t = both_up(tb);
+        let (v1, _) = t.member(1, r(1, 8), &[1], h1);
+        let (v2, a) = t.member(2, r(2, 8), &[2], h2);
+        (
+            t,
+            v1.unwrap_or(Vote::NoChange),
+            v2.unwrap_or(Vote::NoChange),
+            a,
+        )
+    }
+
+    #[test]
+    fn both_in_membership_get_ack() {
+        let mut t = both_up(TieBreaker::Lowest);
+        let q = Event::Quorum {
+            quorate: true,
+            nodes: nl(&[1, 2]),
+        };
+        assert_eq!(t.ev(2, q), (Ok(Vote::NoChange), vec![]));
+        assert_eq!(t.ev(1, Event::AskForVote).0, Ok(Vote::Ack));
+    }
+
+    #[test]
+    fn ask_for_vote_before_decision_is_ask_later() {
+        let mut t = T::new(TieBreaker::Lowest);
+        t.c.join(
+            1,
+            AlgorithmKind::TwoNodeLms,
+            TieBreaker::Lowest,
+            r(1, 4),
+            8000,
+            false,
+            0,
+        )
+        .expect("join");
+        assert_eq!(t.ev(1, Event::AskForVote).0, Ok(Vote::AskLater));
+    }
+
+    #[test]
+    fn split_uses_tie_breaker() {
+        let u = Heuristics::Undefined;
+        // Node 1 reports first and waits for node 2 (still on the old ring).
+        let (_, v1, v2, a) = split(TieBreaker::Lowest, u, u);
+        assert_eq!((v1, v2), (Vote::WaitForReply, Vote::Nack));
+        assert!(a.contains(&vi(1, 1, Vote::Ack, r(1, 8))));
+        let (_, _, v2, a) = split(TieBreaker::Highest, u, u);
+        assert_eq!(v2, Vote::Ack);
+        assert!(a.contains(&vi(1, 1, Vote::Nack, r(1, 8))));
+        let (_, _, v2, a) = split(TieBreaker::NodeId(2), u, u);
+        assert_eq!(v2, Vote::Ack);
+        assert!(a.contains(&vi(1, 1, Vote::Nack, r(1, 8))));
+    }
+
+    #[test]
+    fn split_uses_heuristics_first() {
+        let (_, _, v2, a) = split(TieBreaker::Lowest, Heuristics::Fail, Heuristics::Undefined);
+        assert_eq!(v2, Vote::Ack);
+        assert!(a.contains(&vi(1, 1, Vote::Nack, r(1, 8))));
+        let (_, _, v2, _) = split(TieBreaker::Highest, Heuristics::Undefined, Heuristics::Fail);
+        assert_eq!(v2, Vote::Nack);
+    }
+
+    #[test]
+    fn lone_node_gets_ack() {
+        let mut t = T::new(TieBreaker::Highest);
+        assert_eq!(
+            t.up(1, r(1, 8), &[1], Heuristics::Undefined).0,
+            Ok(Vote::Ack)
+        );
+    }
+
+    #[test]
+    fn three_node_config_is_error_12() {
+        let mut t = T::new(TieBreaker::Lowest);
+        t.c.join(
+            1,
+            AlgorithmKind::TwoNodeLms,
+            TieBreaker::Lowest,
+            r(1, 4),
+            8000,
+            false,
+            0,
+        )
+        .expect("join");
+        let cfg = Event::ConfigList {
+            nodes: nl(&[1, 2, 3]),
+            initial: true,
+            config_version: None,
+        };
+        let (v, a) = t.ev(1, cfg);
+        assert_eq!(v, Err(AlgoError::UnsupportedDecisionAlgorithm));
+        assert_eq!(v.map_err(AlgoError::code), Err(12));
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn reconnected_node_gets_ack_after_heal() {
+        // Quirk 27: node 2 lost the split, reconnected (a newcomer, NACK);
+        // after the heal it must get ACK again.
+        let (mut t, _, _, _) = split(
+            TieBreaker::Lowest,
+            Heuristics::Undefined,
+            Heuristics::Undefined,
+        );
+        t.c.leave(2, false, 0);
+        let (v, _) = t.up(2, r(2, 8), &[2], Heuristics::Pass);
+        assert_eq!(v, Ok(Vote::Nack));
+        // Heal: node 2 reports first, node 1 still on its split ring.
+        let (v, _) = t.member(2, r(1, 12), &[1, 2], Heuristics::Pass);
+        assert_eq!(v, Ok(Vote::WaitForReply));
+        let (v, a) = t.member(1, r(1, 12), &[1, 2], Heuristics::Undefined);
+        assert_eq!(v, Ok(Vote::Ack));
+        assert!(a.contains(&vi(2, 1, Vote::Ack, r(1, 12))));
+    }
+
+    #[test]
+    fn stale_heuristics_do_not_give_two_acks() {
+        // Quirk 26: node 2's stored heuristics (FAIL, from before the split)
+        // are not compared with node 1's fresh PASS.
+        let mut t = T::new(TieBreaker::Highest);
+        let _ = t.up(1, r(1, 4), &[1, 2], Heuristics::Pass);
+        let _ = t.up(2, r(1, 4), &[1, 2], Heuristics::Fail);
+        let (v, _) = t.member(1, r(1, 8), &[1], Heuristics::Pass);
+        assert_eq!(v, Ok(Vote::WaitForReply));
+        let (v, a) = t.member(2, r(2, 8), &[2], Heuristics::Pass);
+        // Fresh heuristics tie; HIGHEST: node 2 wins, node 1 never had ACK
+        // for its new ring.
+        assert_eq!(v, Ok(Vote::Ack));
+        assert!(a.contains(&vi(1, 1, Vote::Nack, r(1, 8))));
+    }
+
+    #[test]
+    fn departed_winner_blocks_until_its_ring_is_over() {
+        let u = Heuristics::Undefined;
+        let (mut t, _, _, _) = split(TieBreaker::Lowest, u, u);
+        // Node 1 (ACK on ring 1/8) loses the server but keeps voting.
+        assert_eq!(t.c.leave(1, false, 0), vec![]);
+        let q = Event::Quorum {
+            quorate: false,
+            nodes: nl(&[2]),
+        };
+        assert_eq!(t.ev(2, q), (Ok(Vote::NoChange), vec![]));
+        assert_eq!(t.member(2, r(2, 12), &[2], u).0, Ok(Vote::WaitForReply));
+        // The heal puts node 1 in node 2's ring: ring 1/8 is over.
+        assert_eq!(t.member(2, r(1, 16), &[1, 2], u).0, Ok(Vote::Ack));
+    }
+
+    #[test]
+    fn survivor_of_a_healthy_ring_gets_ack() {
+        let mut t = both_up(TieBreaker::Lowest);
+        assert_eq!(t.c.leave(1, false, 0), vec![]);
+        // Node 2 reports a ring without node 1: node 1's ring is over.
+        assert_eq!(
+            t.member(2, r(2, 8), &[2], Heuristics::Undefined).0,
+            Ok(Vote::Ack)
+        );
+    }
+
+    #[test]
+    fn randomized_schedules_never_give_two_rings_ack() {
+        // Disconnected clients keep their vote here, and still count.
+        let (steps, max_holders) = Sim::run_many(AlgorithmKind::TwoNodeLms, 2000, 60, &[2], true);
+        assert_eq!(steps, 2000 * 60);
+        assert!(max_holders >= 2);
+    }
 }
