@@ -7,7 +7,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -62,9 +67,13 @@ pub struct NodeParams {
     pub ring: RingId,
 }
 
+/// The byte stream under a client: TCP, or TLS after STARTTLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// One protocol connection.
 pub struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     frames: FrameReader,
     /// The client's message counter (`last_msg_seq_num` of qdevice).
     pub seq: u32,
@@ -80,7 +89,7 @@ impl Client {
             .map_err(|_| ClientError::Timeout)??;
         stream.set_nodelay(true)?;
         Ok(Client {
-            stream,
+            stream: Box::new(stream),
             frames: FrameReader::new(1 << 24),
             seq: 1,
             timeout: Duration::from_secs(5),
@@ -130,16 +139,18 @@ impl Client {
         wire::decode(t, &raw[wire::HEADER_LEN..]).map_err(ClientError::Decode)
     }
 
-    /// Waits until the server closes the connection, discarding messages.
+    /// Waits until the server closes the connection, discarding whatever
+    /// arrives before (messages, or a TLS alert).
     pub async fn expect_closed(&mut self) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut buf = [0u8; 4096];
         loop {
-            match self.recv_raw().await {
-                Err(ClientError::Closed) => return Ok(()),
-                Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    return Ok(())
-                }
-                Err(e) => return Err(e),
-                Ok(_) => {}
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Err(_) => return Err(ClientError::Timeout),
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+                Ok(Err(e)) => return Err(e.into()),
             }
         }
     }
@@ -182,6 +193,58 @@ impl Client {
                 )))
             }
         }
+        let seq = self.next_seq();
+        self.ring = p.ring;
+        self.send(&Message::Init(init_message(seq, p))).await?;
+        match self.recv().await? {
+            Message::InitReply(r) => Ok(r),
+            m => Err(ClientError::Unexpected(format!(
+                "{m:?} instead of INIT_REPLY"
+            ))),
+        }
+    }
+
+    /// Sends STARTTLS and runs the TLS client handshake on the same socket,
+    /// as qdevice does after a PREINIT_REPLY that offers TLS.
+    pub async fn start_tls(&mut self, config: Arc<ClientConfig>) -> Result<(), ClientError> {
+        let seq = self.next_seq();
+        self.send(&Message::StartTls(wire::StartTls { seq: Some(seq) }))
+            .await?;
+        self.stream.flush().await?;
+        let plain = std::mem::replace(&mut self.stream, Box::new(empty::empty_duplex()));
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let name = ServerName::try_from("qnetd-server.invalid")
+            .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        let tls = timeout(self.timeout, connector.connect(name, plain))
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        self.stream = Box::new(tls);
+        Ok(())
+    }
+
+    /// PREINIT, STARTTLS and INIT, as qdevice does with TLS. Returns the
+    /// INIT_REPLY.
+    pub async fn handshake_tls(
+        &mut self,
+        p: &NodeParams,
+        config: Arc<ClientConfig>,
+    ) -> Result<InitReply, ClientError> {
+        let seq = self.seq;
+        self.send(&Message::Preinit(Preinit {
+            seq: Some(seq),
+            cluster_name: Some(p.cluster.as_bytes().to_vec()),
+        }))
+        .await?;
+        match self.recv().await? {
+            Message::PreinitReply(r)
+                if r.tls_supported != Some(wire::TlsSupported::Unsupported) => {}
+            m => {
+                return Err(ClientError::Unexpected(format!(
+                    "{m:?} instead of a PREINIT_REPLY offering TLS"
+                )))
+            }
+        }
+        self.start_tls(config).await?;
         let seq = self.next_seq();
         self.ring = p.ring;
         self.send(&Message::Init(init_message(seq, p))).await?;
@@ -321,4 +384,127 @@ pub fn init_message(seq: u32, p: &NodeParams) -> Init {
         tie_breaker: Some(p.tie_breaker),
         ring_id: Some(p.ring),
     }
+}
+
+/// A placeholder stream, used while the real one is being wrapped in TLS.
+mod empty {
+    pub fn empty_duplex() -> tokio::io::DuplexStream {
+        tokio::io::duplex(1).0
+    }
+}
+
+/// The name corosync-qdevice expects in the server certificate's CN
+/// (`net_nss_qnetd_cn`).
+pub const QNETD_SERVER_CN: &str = "Qnetd Server";
+
+/// Verifies the server certificate as corosync-qdevice's NSS client does:
+/// it must chain to our CA and name "Qnetd Server" (CN; this is not a DNS
+/// name, so webpki's host-name check cannot be used).
+#[derive(Debug)]
+struct QnetdServerVerifier {
+    roots: Arc<RootCertStore>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for QnetdServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        let names = qnetd_certs::names(end_entity.as_ref());
+        if names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(QNETD_SERVER_CN))
+        {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "server certificate names {names:?}, expected {QNETD_SERVER_CN:?}"
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A TLS client configuration that trusts the CA in `ca_pem` and, if given,
+/// presents `client` (certificate PEM, key PEM) when the server asks.
+pub fn tls_client_config(
+    ca_pem: &[u8],
+    client: Option<(&[u8], &[u8])>,
+) -> Result<Arc<ClientConfig>, ClientError> {
+    let bad = |what: &str, e: String| ClientError::Unexpected(format!("{what}: {e}"));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem) {
+        let ca = ca.map_err(|e| bad("CA PEM", e.to_string()))?;
+        roots.add(ca).map_err(|e| bad("CA", e.to_string()))?;
+    }
+    let verifier = Arc::new(QnetdServerVerifier {
+        roots: Arc::new(roots),
+        provider: Arc::clone(&provider),
+    });
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("TLS versions", e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad("client certificate PEM", e.to_string()))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem)
+                .map_err(|e| bad("client key PEM", e.to_string()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad("client certificate", e.to_string()))?
+        }
+    };
+    Ok(Arc::new(config))
 }

@@ -83,7 +83,15 @@ pub struct Settings {
     pub ipc_max_receive_size: usize,
     pub ipc_max_send_size: usize,
     pub keep_active_partition_tie_breaker: bool,
+    /// Directory with the PEM CA, server certificate and keys (qnetd's own
+    /// setting; the reference uses an NSS database instead).
+    pub tls_dir: PathBuf,
+    /// How long a client may take for the TLS handshake after STARTTLS (ms).
+    pub tls_handshake_timeout: u32,
 }
+
+/// Where the server's CA, certificate and key live by default.
+pub const DEFAULT_TLS_DIR: &str = "/etc/qnetd/tls";
 
 /// The default TCP port of qnetd.
 pub const DEFAULT_PORT: u16 = 5403;
@@ -99,7 +107,7 @@ impl Default for Settings {
             listen_address: None,
             port: DEFAULT_PORT,
             address_family: AddressFamily::Any,
-            tls: TlsMode::Off,
+            tls: TlsMode::On,
             client_cert_required: true,
             max_clients: 0,
             debug: 0,
@@ -120,6 +128,8 @@ impl Default for Settings {
             ipc_max_receive_size: 4096,
             ipc_max_send_size: 10_485_760,
             keep_active_partition_tie_breaker: false,
+            tls_dir: PathBuf::from(DEFAULT_TLS_DIR),
+            tls_handshake_timeout: 10_000,
         }
     }
 }
@@ -235,6 +245,10 @@ impl Settings {
             "ipc_max_send_size" => self.ipc_max_send_size = parse_int(&k, value, 1024, INT_MAX)?,
             "keep_active_partition_tie_breaker" => {
                 self.keep_active_partition_tie_breaker = parse_flag(&k, value)?
+            }
+            "tls_dir" => self.tls_dir = PathBuf::from(non_empty(&k, value)?),
+            "tls_handshake_timeout" => {
+                self.tls_handshake_timeout = parse_int(&k, value, 100, 600_000)?
             }
             _ => {
                 return Err(SettingError(format!(

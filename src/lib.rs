@@ -8,6 +8,7 @@
 //! - [`table`]: clusters by name, their algorithm state and client handles;
 //! - [`session`]: one client's protocol state machine, no I/O;
 //! - [`server`]: the tokio shell that does all the I/O;
+//! - [`tls`]: rustls configuration and the STARTTLS hand-over;
 //! - [`client`]: a protocol client for tests and the load generator;
 //! - [`config`]: settings from the command line and the TOML file.
 
@@ -17,4 +18,5 @@ pub mod framing;
 pub mod server;
 pub mod session;
 pub mod table;
+pub mod tls;
 pub mod wire;

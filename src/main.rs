@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use qnetd::config::{self, AddressFamily, Settings, TlsMode};
 use qnetd::server::Server;
+use qnetd::server::ServerCtx;
+use std::sync::Arc;
 use tracing::{error, info, warn};
+
+mod certs_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +31,7 @@ struct Cli {
 enum Command {
     /// Run the arbitrator.
     Serve(ServeArgs),
+    Certs(certs_cmd::CertsArgs),
 }
 
 #[derive(Args)]
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Certs(args) => certs_cmd::run(args),
     }
 }
 
@@ -118,13 +124,6 @@ fn settings_from(args: &ServeArgs) -> Result<(Settings, Vec<String>), String> {
         warnings.extend(s.set_advanced_list(a).map_err(|e| e.to_string())?);
     }
     s.validate().map_err(|e| e.to_string())?;
-    if s.tls != TlsMode::Off {
-        return Err(format!(
-            "TLS mode '{}' is not available in this build yet; start with -s off (plain TCP). \
-             corosync-qdevice's default (tls: on) connects without TLS to such a server.",
-            s.tls.label()
-        ));
-    }
     Ok((s, warnings))
 }
 
@@ -139,8 +138,10 @@ fn init_logging(debug: u8) {
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -256,6 +257,13 @@ fn serve(args: ServeArgs) -> ExitCode {
             version = env!("CARGO_PKG_VERSION"),
             "qnetd listening"
         );
+        if let Some(tls) = &server.ctx().tls {
+            info!(dir = %tls.dir().display(), "TLS certificates loaded");
+            for w in tls.expiry_warnings() {
+                warn!("{w}");
+            }
+        }
+        tokio::spawn(reload_on_sighup(server.ctx()));
         notify_ready();
         server.run(shutdown_signal()).await;
         info!("qnetd stopped");
@@ -276,5 +284,28 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => info!("SIGTERM received"),
         _ = int.recv() => info!("SIGINT received"),
+    }
+}
+
+/// Rereads the TLS certificates on SIGHUP; connected clients stay.
+async fn reload_on_sighup(ctx: Arc<ServerCtx>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot install the SIGHUP handler; certificates reload only on restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match &ctx.tls {
+            None => info!("SIGHUP: TLS is off (-s off), nothing to reload"),
+            Some(tls) => match tls.reload() {
+                Ok(()) => {
+                    info!(dir = %tls.dir().display(), "SIGHUP: TLS certificates reloaded; new handshakes use them");
+                    for w in tls.expiry_warnings() {
+                        warn!("{w}");
+                    }
+                }
+                Err(e) => error!("SIGHUP: keeping the previous TLS certificates: {e}"),
+            },
+        }
     }
 }

@@ -11,16 +11,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{sleep_until, timeout, Instant as TokioInstant};
 use tracing::{debug, error, info, warn, Instrument};
 
-use crate::config::{AddressFamily, Settings};
+use crate::config::{AddressFamily, Settings, TlsMode};
 use crate::framing::{Frame, FrameReader};
-use crate::session::{Control, Session};
+use crate::session::{Control, Session, TlsState};
 use crate::table::{Outgoing, Peer, Table};
+use crate::tls::{describe_handshake_error, peer_names, Rewind, TlsContext};
 
 /// How a connection asks to be closed from outside its task.
 #[derive(Debug, Default)]
@@ -58,6 +59,8 @@ pub struct ServerCtx {
     pub table: Arc<Table<ConnHandle>>,
     /// Open TCP connections (initialised or not).
     pub connections: AtomicUsize,
+    /// TLS configuration; `None` with `-s off`.
+    pub tls: Option<TlsContext>,
     start: Instant,
 }
 
@@ -88,6 +91,13 @@ impl std::error::Error for StartError {}
 impl Server {
     /// Binds the listening socket as configured.
     pub async fn bind(settings: Settings) -> Result<Server, StartError> {
+        let tls = match settings.tls {
+            TlsMode::Off => None,
+            TlsMode::On | TlsMode::Required => Some(
+                TlsContext::load_or_init(&settings.tls_dir, settings.client_cert_required)
+                    .map_err(|e| StartError(e.to_string()))?,
+            ),
+        };
         let listener = bind_listener(&settings).await?;
         Ok(Server {
             listener,
@@ -95,6 +105,7 @@ impl Server {
                 settings: Arc::new(settings),
                 table: Arc::new(Table::new()),
                 connections: AtomicUsize::new(0),
+                tls,
                 start: Instant::now(),
             }),
         })
@@ -129,7 +140,7 @@ impl Server {
                         self.ctx.connections.fetch_add(1, Ordering::Relaxed);
                         let ctx = Arc::clone(&self.ctx);
                         let stop = stop_rx.clone();
-                        let span = tracing::info_span!("client", %addr, cluster = tracing::field::Empty, node = tracing::field::Empty, ring = tracing::field::Empty);
+                        let span = tracing::info_span!("client", %addr, cluster = tracing::field::Empty, node = tracing::field::Empty);
                         tasks.spawn(async move {
                             serve_connection(stream, Arc::clone(&ctx), stop).await;
                             ctx.connections.fetch_sub(1, Ordering::Relaxed);
@@ -213,131 +224,271 @@ fn bind_one(addr: SocketAddr, s: &Settings) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Why [`Connection::run`] returned.
+enum Exit<S> {
+    /// The connection is over; the reason goes to the log.
+    Closed {
+        reason: String,
+        going_down: bool,
+        /// The server closed it (refusal, dead peer, overflow), as opposed
+        /// to the client closing or the server stopping.
+        abnormal: bool,
+    },
+    /// The client sent STARTTLS: queued output was written; here is the
+    /// plain stream back for the handshake.
+    StartTls(S),
+}
+
+/// Per-connection state that survives the switch to TLS.
+struct Connection {
+    ctx: Arc<ServerCtx>,
+    session: Session<ConnHandle>,
+    frames: FrameReader,
+    rx: mpsc::Receiver<Outgoing>,
+    kill: Arc<KillSwitch>,
+    stop: watch::Receiver<bool>,
+    dpd_deadline: TokioInstant,
+    algo_deadline: Option<TokioInstant>,
+    out: Vec<u8>,
+}
+
+fn far_future() -> TokioInstant {
+    TokioInstant::now() + Duration::from_secs(86400 * 365)
+}
+
+impl Connection {
+    fn reset_dpd(&mut self) {
+        self.dpd_deadline = match self.session.dpd_ms() {
+            Some(ms) => TokioInstant::now() + Duration::from_millis(ms),
+            None => far_future(),
+        };
+    }
+
+    fn kill_reason(&self) -> String {
+        self.kill
+            .reason
+            .lock()
+            .ok()
+            .and_then(|r| *r)
+            .unwrap_or("kicked")
+            .to_string()
+    }
+
+    /// Moves queued items into `out` (messages) or the timer state.
+    fn take_queued(&mut self, first: Option<Outgoing>) {
+        self.out.clear();
+        let mut next = first.or_else(|| self.rx.try_recv().ok());
+        while let Some(item) = next.take() {
+            match item {
+                Outgoing::Message(bytes) => self.out.extend_from_slice(&bytes),
+                Outgoing::ArmTimer { after_ms } => {
+                    self.algo_deadline =
+                        Some(TokioInstant::now() + Duration::from_millis(after_ms));
+                }
+                Outgoing::CancelTimer => self.algo_deadline = None,
+            }
+            next = self.rx.try_recv().ok();
+        }
+    }
+
+    /// Serves the connection over `stream` until it closes or asks for TLS.
+    async fn run<S>(&mut self, stream: S) -> Exit<S>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let mut buf = vec![0u8; 2048];
+        let exit = 'conn: loop {
+            tokio::select! {
+                biased;
+                _ = self.kill.notify.notified() => {
+                    break 'conn Exit::Closed { reason: self.kill_reason(), going_down: false, abnormal: true };
+                }
+                _ = self.stop.changed() => {
+                    break 'conn Exit::Closed { reason: "server shutting down".into(), going_down: true, abnormal: false };
+                }
+                item = self.rx.recv() => {
+                    let Some(item) = item else {
+                        break 'conn Exit::Closed { reason: "internal: queue closed".into(), going_down: false, abnormal: true };
+                    };
+                    self.take_queued(Some(item));
+                    if !self.out.is_empty() {
+                        tokio::select! {
+                            r = write_flush(&mut wr, &self.out) => if let Err(e) = r {
+                                break 'conn Exit::Closed { reason: format!("write failed: {e}"), going_down: false, abnormal: true };
+                            },
+                            _ = self.kill.notify.notified() => {
+                                break 'conn Exit::Closed { reason: self.kill_reason(), going_down: false, abnormal: true };
+                            }
+                            _ = sleep_until(self.dpd_deadline) => break 'conn Exit::Closed {
+                                reason: "dead peer: write blocked past the dead-peer timeout".into(),
+                                going_down: false,
+                                abnormal: true,
+                            },
+                        }
+                    }
+                }
+                read = rd.read(&mut buf) => {
+                    let n = match read {
+                        Ok(0) => break 'conn Exit::Closed { reason: "connection closed by client".into(), going_down: false, abnormal: false },
+                        Ok(n) => n,
+                        Err(e) => break 'conn Exit::Closed { reason: format!("read failed: {e}"), going_down: false, abnormal: false },
+                    };
+                    self.frames.push(&buf[..n]);
+                    while let Some(frame) = self.frames.next_frame() {
+                        let control = match frame {
+                            Frame::Message(raw) => {
+                                // Every complete message of a known type restarts
+                                // dead-peer detection, even one that fails to decode.
+                                let control = self.session.on_message(&raw, self.ctx.now_ms());
+                                self.reset_dpd();
+                                control
+                            }
+                            Frame::Skipped { msg_type, length, reason } => {
+                                self.session.on_skipped(msg_type, length, reason)
+                            }
+                        };
+                        match control {
+                            Control::Continue => {}
+                            Control::Close(reason) => break 'conn Exit::Closed { reason, going_down: false, abnormal: true },
+                            Control::StartTls => {
+                                // Everything queued so far goes out in plain
+                                // text before the handshake starts.
+                                self.take_queued(None);
+                                if let Err(e) = write_flush(&mut wr, &self.out).await {
+                                    break 'conn Exit::Closed { reason: format!("write failed: {e}"), going_down: false, abnormal: true };
+                                }
+                                return Exit::StartTls(rd.unsplit(wr));
+                            }
+                        }
+                    }
+                }
+                _ = sleep_until(self.dpd_deadline) => {
+                    break 'conn Exit::Closed {
+                        reason: format!("dead peer: no message for {} ms", self.session.dpd_ms().unwrap_or_default()),
+                        going_down: false,
+                        abnormal: true,
+                    };
+                }
+                _ = sleep_until(self.algo_deadline.unwrap_or_else(far_future)), if self.algo_deadline.is_some() => {
+                    self.algo_deadline = None;
+                    self.session.on_algo_timer(self.ctx.now_ms());
+                }
+            }
+        };
+        if let Exit::Closed {
+            going_down: false, ..
+        } = exit
+        {
+            // Best effort: deliver replies queued before the close (e.g. an
+            // error that explains it), without waiting on a client that
+            // does not read.
+            self.take_queued(None);
+            if !self.out.is_empty() {
+                let _ = timeout(Duration::from_millis(200), write_flush(&mut wr, &self.out)).await;
+            }
+        }
+        let _ = timeout(Duration::from_millis(200), wr.shutdown()).await;
+        exit
+    }
+}
+
+async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::Result<()> {
+    w.write_all(data).await?;
+    w.flush().await
+}
+
 /// Serves one connection until it closes, is dropped or the server stops.
-async fn serve_connection(stream: TcpStream, ctx: Arc<ServerCtx>, mut stop: watch::Receiver<bool>) {
+async fn serve_connection(stream: TcpStream, ctx: Arc<ServerCtx>, stop: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     let settings = Arc::clone(&ctx.settings);
-    let (tx, mut rx) = mpsc::channel(settings.max_client_send_buffers);
+    let (tx, rx) = mpsc::channel(settings.max_client_send_buffers);
     let kill = Arc::new(KillSwitch::default());
     let peer = ConnHandle {
         tx,
         kill: Arc::clone(&kill),
     };
-    let mut session = Session::new(Arc::clone(&settings), Arc::clone(&ctx.table), peer);
-    let mut frames = FrameReader::new(settings.max_client_receive_size);
-    let (mut rd, mut wr) = stream.into_split();
-    let mut buf = vec![0u8; 2048];
-    let mut out: Vec<u8> = Vec::new();
-    let far = || TokioInstant::now() + Duration::from_secs(86400 * 365);
-    let dpd_after = |ms: Option<u64>| match ms {
-        Some(ms) => TokioInstant::now() + Duration::from_millis(ms),
-        None => far(),
+    let session = Session::new(Arc::clone(&settings), Arc::clone(&ctx.table), peer);
+    let mut conn = Connection {
+        ctx: Arc::clone(&ctx),
+        session,
+        frames: FrameReader::new(settings.max_client_receive_size),
+        rx,
+        kill,
+        stop,
+        dpd_deadline: far_future(),
+        algo_deadline: None,
+        out: Vec::new(),
     };
-    let mut dpd_deadline = dpd_after(session.dpd_ms());
-    let mut algo_deadline: Option<TokioInstant> = None;
-    let mut going_down = false;
+    conn.reset_dpd();
     debug!("connection accepted");
 
-    let reason: String = 'conn: loop {
-        tokio::select! {
-            biased;
-            _ = kill.notify.notified() => {
-                let r = kill.reason.lock().ok().and_then(|r| *r).unwrap_or("kicked");
-                break 'conn r.to_string();
-            }
-            _ = stop.changed() => {
-                going_down = true;
-                break 'conn "server shutting down".into();
-            }
-            item = rx.recv() => {
-                let Some(item) = item else { break 'conn "internal: queue closed".into() };
-                out.clear();
-                let mut next = Some(item);
-                while let Some(item) = next.take() {
-                    match item {
-                        Outgoing::Message(bytes) => out.extend_from_slice(&bytes),
-                        Outgoing::ArmTimer { after_ms } => {
-                            algo_deadline = Some(TokioInstant::now() + Duration::from_millis(after_ms));
-                        }
-                        Outgoing::CancelTimer => algo_deadline = None,
-                    }
-                    next = rx.try_recv().ok();
-                }
-                if !out.is_empty() {
-                    tokio::select! {
-                        r = wr.write_all(&out) => if let Err(e) = r {
-                            break 'conn format!("write failed: {e}");
-                        },
-                        _ = kill.notify.notified() => {
-                            let r = kill.reason.lock().ok().and_then(|r| *r).unwrap_or("kicked");
-                            break 'conn r.to_string();
-                        }
-                        _ = sleep_until(dpd_deadline) => break 'conn "dead peer: write blocked past the dead-peer timeout".into(),
-                    }
-                }
-            }
-            read = rd.read(&mut buf) => {
-                let n = match read {
-                    Ok(0) => break 'conn "connection closed by client".into(),
-                    Ok(n) => n,
-                    Err(e) => break 'conn format!("read failed: {e}"),
-                };
-                frames.push(&buf[..n]);
-                while let Some(frame) = frames.next_frame() {
-                    let control = match frame {
-                        Frame::Message(raw) => {
-                            // Every complete message of a known type restarts
-                            // dead-peer detection, even one that fails to decode.
-                            let control = session.on_message(&raw, ctx.now_ms());
-                            dpd_deadline = dpd_after(session.dpd_ms());
-                            control
-                        }
-                        Frame::Skipped { msg_type, length, reason } => {
-                            session.on_skipped(msg_type, length, reason)
-                        }
-                    };
-                    match control {
-                        Control::Continue => {}
-                        Control::Close(reason) => break 'conn reason,
-                        Control::StartTls => {
-                            break 'conn "STARTTLS is not available in this build".into();
-                        }
-                    }
-                }
-            }
-            _ = sleep_until(dpd_deadline) => {
-                break 'conn format!(
-                    "dead peer: no message for {} ms",
-                    session.dpd_ms().unwrap_or_default()
-                );
-            }
-            _ = sleep_until(algo_deadline.unwrap_or_else(far)), if algo_deadline.is_some() => {
-                algo_deadline = None;
-                session.on_algo_timer(ctx.now_ms());
-            }
-        }
+    let (reason, going_down, abnormal) = match conn.run(stream).await {
+        Exit::Closed {
+            reason,
+            going_down,
+            abnormal,
+        } => (reason, going_down, abnormal),
+        Exit::StartTls(stream) => match start_tls(&mut conn, stream).await {
+            Err(reason) => (reason, false, true),
+            Ok(tls) => match conn.run(tls).await {
+                Exit::Closed {
+                    reason,
+                    going_down,
+                    abnormal,
+                } => (reason, going_down, abnormal),
+                Exit::StartTls(_) => ("STARTTLS inside TLS".into(), false, true),
+            },
+        },
     };
 
-    if going_down {
-        debug!("disconnecting: {reason}");
-    } else if session.node_id().is_some() {
-        info!("client disconnected: {reason}");
-    } else {
-        debug!("connection closed before INIT: {reason}");
+    let joined = conn.session.node_id().is_some();
+    match (going_down, abnormal, joined) {
+        (true, _, _) => debug!("disconnecting: {reason}"),
+        (false, true, _) => warn!("disconnecting client: {reason}"),
+        (false, false, true) => info!("client disconnected: {reason}"),
+        (false, false, false) => debug!("connection closed before INIT: {reason}"),
     }
-    session.on_close(going_down, ctx.now_ms());
-    // Best effort: deliver replies queued before the close (e.g. an error
-    // that explains it), without waiting on a client that does not read.
-    if !going_down {
-        out.clear();
-        while let Ok(item) = rx.try_recv() {
-            if let Outgoing::Message(bytes) = item {
-                out.extend_from_slice(&bytes);
-            }
+    conn.session.on_close(going_down, ctx.now_ms());
+}
+
+/// Runs the TLS server handshake on the socket, feeding rustls the bytes
+/// already read after STARTTLS. Returns the reason on failure.
+async fn start_tls(
+    conn: &mut Connection,
+    stream: TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<Rewind<TcpStream>>, String> {
+    let Some(tls) = conn.ctx.tls.as_ref() else {
+        return Err("client asked for STARTTLS but TLS is off on this server (-s off)".into());
+    };
+    let prefix = conn.frames.take_buffered();
+    let limit = Duration::from_millis(u64::from(conn.ctx.settings.tls_handshake_timeout));
+    let accepted = timeout(limit, tls.acceptor().accept(Rewind::new(prefix, stream))).await;
+    let stream = match accepted {
+        Err(_) => {
+            let reason = format!(
+                "TLS handshake not completed within {} ms",
+                limit.as_millis()
+            );
+            return Err(reason);
         }
-        if !out.is_empty() {
-            let _ = timeout(Duration::from_millis(200), wr.write_all(&out)).await;
+        Ok(Err(e)) => {
+            let reason = format!("TLS handshake failed: {}", describe_handshake_error(&e));
+            return Err(reason);
         }
-    }
-    let _ = timeout(Duration::from_millis(200), wr.shutdown()).await;
+        Ok(Ok(s)) => s,
+    };
+    let names = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(peer_names);
+    debug!(client_certificate = ?names, "TLS established");
+    conn.session.set_tls(TlsState {
+        started: true,
+        peer_names: names,
+    });
+    conn.reset_dpd();
+    Ok(stream)
 }

@@ -257,7 +257,7 @@ impl<P: Peer> Session<P> {
         let Some(name) = m.cluster_name else {
             return self.missing_option(MsgType::Preinit, m.seq, "cluster name");
         };
-        tracing::Span::current().record("cluster", display_name(&name).as_str());
+        tracing::Span::current().record("cluster", tracing::field::display(display_name(&name)));
         debug!("PREINIT received");
         self.cluster_name = Some(name);
         let tls_supported = match self.settings.tls {
@@ -361,10 +361,9 @@ impl<P: Peer> Session<P> {
             queued = peer.send(Outgoing::Message(reply.to_bytes()));
         }) {
             Ok(cluster) => {
-                let span = tracing::Span::current();
-                span.record("node", node);
-                span.record("ring", ring.to_string().as_str());
+                tracing::Span::current().record("node", node);
                 info!(
+                    ring = %ring,
                     algorithm = algorithm.label(),
                     tie_breaker = %tb,
                     heartbeat_ms = hb,
@@ -503,7 +502,6 @@ impl<P: Peer> Session<P> {
                         "ring id (membership list)",
                     );
                 };
-                tracing::Span::current().record("ring", ring.to_string().as_str());
                 Event::Membership {
                     ring,
                     nodes: m.nodes,

@@ -58,7 +58,7 @@ impl<P: Peer> ClusterEntry<P> {
                     vote,
                     ring,
                 } => {
-                    tracing::debug!(node, seq, vote = vote.label(), ring = %ring, "sending vote info");
+                    tracing::debug!(to_node = node, seq, vote = vote.label(), ring = %ring, "queueing vote info");
                     let msg = Message::VoteInfo(VoteInfo {
                         seq: Some(seq),
                         vote: Some(vote),
@@ -71,7 +71,10 @@ impl<P: Peer> ClusterEntry<P> {
             };
             if let Some(peer) = self.peers.get(&node) {
                 if !peer.send(item) {
-                    tracing::warn!(node, "send queue of node is full; disconnecting it");
+                    tracing::warn!(
+                        to_node = node,
+                        "send queue of that node is full (it does not read); disconnecting it"
+                    );
                     peer.kick("send queue full");
                 }
             }

@@ -56,7 +56,12 @@ pub async fn wait_log(parts: &[&str]) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("no log line contains all of {parts:?}");
+    let text = String::from_utf8_lossy(&log_buffer().0.lock().unwrap()).into_owned();
+    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    panic!(
+        "no log line contains all of {parts:?}; last lines:\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
 }
 
 /// A running server.
@@ -68,8 +73,13 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A plain-TCP server (`-s off`).
     pub async fn start() -> TestServer {
-        Self::start_with(Settings::default()).await
+        Self::start_with(Settings {
+            tls: qnetd::config::TlsMode::Off,
+            ..Settings::default()
+        })
+        .await
     }
 
     pub async fn start_with(mut settings: Settings) -> TestServer {
