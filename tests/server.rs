@@ -477,6 +477,7 @@ async fn vote_info_reply_for_an_old_round_is_ignored() {
 async fn max_clients_refuses_extra_connections() {
     let settings = Settings {
         max_clients: 1,
+        tls: qnetd::config::TlsMode::Off,
         ..Settings::default()
     };
     let srv = TestServer::start_with(settings).await;
