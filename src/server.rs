@@ -21,7 +21,7 @@ use crate::config::{AddressFamily, Settings, TlsMode};
 use crate::framing::{Frame, FrameReader};
 use crate::session::{Control, Session, TlsState};
 use crate::table::{Outgoing, Peer, Table};
-use crate::tls::{describe_handshake_error, peer_names, Rewind, TlsContext};
+use crate::tls::{TlsContext, TlsStream};
 
 /// How a connection asks to be closed from outside its task.
 #[derive(Debug, Default)]
@@ -452,38 +452,27 @@ async fn serve_connection(stream: TcpStream, ctx: Arc<ServerCtx>, stop: watch::R
     conn.session.on_close(going_down, ctx.now_ms());
 }
 
-/// Runs the TLS server handshake on the socket, feeding rustls the bytes
+/// Runs the TLS server handshake on the socket, feeding it the bytes
 /// already read after STARTTLS. Returns the reason on failure.
 async fn start_tls(
     conn: &mut Connection,
     stream: TcpStream,
-) -> Result<tokio_rustls::server::TlsStream<Rewind<TcpStream>>, String> {
+) -> Result<TlsStream<TcpStream>, String> {
     let Some(tls) = conn.ctx.tls.as_ref() else {
         return Err("client asked for STARTTLS but TLS is off on this server (-s off)".into());
     };
     let prefix = conn.frames.take_buffered();
     let limit = Duration::from_millis(u64::from(conn.ctx.settings.tls_handshake_timeout));
-    let accepted = timeout(limit, tls.acceptor().accept(Rewind::new(prefix, stream))).await;
-    let stream = match accepted {
+    let (stream, names) = match timeout(limit, tls.accept(prefix, stream)).await {
         Err(_) => {
-            let reason = format!(
+            return Err(format!(
                 "TLS handshake not completed within {} ms",
                 limit.as_millis()
-            );
-            return Err(reason);
+            ))
         }
-        Ok(Err(e)) => {
-            let reason = format!("TLS handshake failed: {}", describe_handshake_error(&e));
-            return Err(reason);
-        }
+        Ok(Err(reason)) => return Err(format!("TLS handshake failed: {reason}")),
         Ok(Ok(s)) => s,
     };
-    let names = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(peer_names);
     debug!(client_certificate = ?names, "TLS established");
     conn.session.set_tls(TlsState {
         started: true,

@@ -1,9 +1,13 @@
-//! TLS for STARTTLS: the rustls server configuration built from the PEM files
-//! of the TLS directory, its reload on SIGHUP, the names of a client
-//! certificate, and the stream wrapper that hands the bytes read ahead of the
-//! handshake to rustls.
+//! TLS for STARTTLS: the server's TLS configuration built from the PEM files
+//! of the TLS directory, its reload on SIGHUP, the handshake with the names
+//! of the client certificate, and the stream wrapper that hands the bytes
+//! read ahead of the handshake to the TLS layer.
 //!
-//! Client certificates are verified against our CA only (webpki); the
+//! The server side uses OpenSSL. rustls 0.23 refuses a ClientHello whose SNI
+//! is not a valid DNS name, and corosync-qdevice always sends the SNI
+//! "Qnetd Server" (`SSL_SetURL` with `net_nss_qnetd_cn`), so no real client
+//! could connect; the rustls option that accepts it exists only in a
+//! pre-release. Client certificates are verified against our CA only; the
 //! session then matches their names with the cluster name (see
 //! `session.rs`), as the reference does with NSS.
 
@@ -13,11 +17,11 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
-use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use openssl::pkey::PKey;
+use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslVerifyMode, SslVersion};
+use openssl::x509::X509;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_rustls::TlsAcceptor;
+use tokio_openssl::SslStream;
 
 use qnetd_certs::Pki;
 
@@ -33,11 +37,14 @@ impl std::fmt::Display for TlsSetupError {
 
 impl std::error::Error for TlsSetupError {}
 
-/// The server's TLS state: the current acceptor, replaced on reload.
+/// A TLS stream after a completed handshake.
+pub type TlsStream<S> = SslStream<Rewind<S>>;
+
+/// The server's TLS state: the current configuration, replaced on reload.
 pub struct TlsContext {
     dir: PathBuf,
     client_cert_required: bool,
-    acceptor: RwLock<TlsAcceptor>,
+    acceptor: RwLock<Arc<SslAcceptor>>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
@@ -50,16 +57,13 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
     })
 }
 
-fn certs_from(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let data = read(path)?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&data)
-        .collect::<Result<_, _>>()
-        .map_err(|e| {
-            TlsSetupError(format!(
-                "{}: not a PEM certificate file: {e}",
-                path.display()
-            ))
-        })?;
+fn certs_from(path: &Path) -> Result<Vec<X509>, TlsSetupError> {
+    let certs = X509::stack_from_pem(&read(path)?).map_err(|e| {
+        TlsSetupError(format!(
+            "{}: not a PEM certificate file: {e}",
+            path.display()
+        ))
+    })?;
     if certs.is_empty() {
         return Err(TlsSetupError(format!(
             "{}: no certificate found (expected PEM)",
@@ -69,45 +73,50 @@ fn certs_from(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError
     Ok(certs)
 }
 
-/// Builds the rustls configuration from the TLS directory.
-fn build_config(dir: &Path, client_cert_required: bool) -> Result<ServerConfig, TlsSetupError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = certs_from(&dir.join(Pki::SERVER_CERT))?;
+/// Builds the TLS configuration from the TLS directory.
+fn build_acceptor(dir: &Path, client_cert_required: bool) -> Result<SslAcceptor, TlsSetupError> {
+    let setup = |e: openssl::error::ErrorStack| TlsSetupError(format!("TLS setup: {e}"));
+    let cert_path = dir.join(Pki::SERVER_CERT);
     let key_path = dir.join(Pki::SERVER_KEY);
-    let key = PrivateKeyDer::from_pem_slice(&read(&key_path)?).map_err(|e| {
+    let chain = certs_from(&cert_path)?;
+    let key = PKey::private_key_from_pem(&read(&key_path)?).map_err(|e| {
         TlsSetupError(format!(
             "{}: not a PEM private key: {e}",
             key_path.display()
         ))
     })?;
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsSetupError(format!("TLS setup: {e}")))?;
-    let builder = if client_cert_required {
-        let mut roots = RootCertStore::empty();
+    // TLS 1.2 and 1.3 with forward-secret AEAD suites only.
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(setup)?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(setup)?;
+    b.set_certificate(&chain[0]).map_err(setup)?;
+    for extra in &chain[1..] {
+        b.add_extra_chain_cert(extra.clone()).map_err(setup)?;
+    }
+    b.set_private_key(&key).map_err(setup)?;
+    b.check_private_key().map_err(|e| {
+        TlsSetupError(format!(
+            "{} and {} do not belong together: {e}",
+            cert_path.display(),
+            key_path.display()
+        ))
+    })?;
+    if client_cert_required {
         let ca_path = dir.join(Pki::CA_CERT);
         for ca in certs_from(&ca_path)? {
-            roots.add(ca).map_err(|e| {
+            b.add_client_ca(&ca).map_err(setup)?;
+            b.cert_store_mut().add_cert(ca).map_err(|e| {
                 TlsSetupError(format!(
                     "{}: unusable CA certificate: {e}",
                     ca_path.display()
                 ))
             })?;
         }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .map_err(|e| TlsSetupError(format!("client certificate verifier: {e}")))?;
-        builder.with_client_cert_verifier(verifier)
+        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
     } else {
-        builder.with_no_client_auth()
-    };
-    builder.with_single_cert(chain, key).map_err(|e| {
-        TlsSetupError(format!(
-            "{} and {} do not form a usable certificate and key: {e}",
-            dir.join(Pki::SERVER_CERT).display(),
-            key_path.display()
-        ))
-    })
+        b.set_verify(SslVerifyMode::NONE);
+    }
+    Ok(b.build())
 }
 
 impl TlsContext {
@@ -129,27 +138,50 @@ impl TlsContext {
                 dir.join(Pki::CA_EXPORT).display()
             );
         }
-        let config = build_config(dir, client_cert_required)?;
+        let acceptor = build_acceptor(dir, client_cert_required)?;
         Ok(TlsContext {
             dir: dir.to_path_buf(),
             client_cert_required,
-            acceptor: RwLock::new(TlsAcceptor::from(Arc::new(config))),
+            acceptor: RwLock::new(Arc::new(acceptor)),
         })
     }
 
     /// Rereads the TLS files. On failure the previous configuration stays.
     pub fn reload(&self) -> Result<(), TlsSetupError> {
-        let config = build_config(&self.dir, self.client_cert_required)?;
+        let acceptor = build_acceptor(&self.dir, self.client_cert_required)?;
         let mut a = self.acceptor.write().unwrap_or_else(|e| e.into_inner());
-        *a = TlsAcceptor::from(Arc::new(config));
+        *a = Arc::new(acceptor);
         Ok(())
     }
 
-    pub fn acceptor(&self) -> TlsAcceptor {
-        self.acceptor
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn current(&self) -> Arc<SslAcceptor> {
+        Arc::clone(&self.acceptor.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs the server handshake on `stream`, whose first bytes are
+    /// `prefix` (read before STARTTLS was handled). Returns the TLS stream
+    /// and the names of the client certificate, or why it failed.
+    pub async fn accept<S>(
+        &self,
+        prefix: Vec<u8>,
+        stream: S,
+    ) -> Result<(TlsStream<S>, Option<Vec<String>>), String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let acceptor = self.current();
+        let ssl = Ssl::new(acceptor.context()).map_err(|e| format!("TLS setup: {e}"))?;
+        let mut tls = SslStream::new(ssl, Rewind::new(prefix, stream))
+            .map_err(|e| format!("TLS setup: {e}"))?;
+        if let Err(e) = Pin::new(&mut tls).accept().await {
+            return Err(describe_handshake_error(&e, tls.ssl()));
+        }
+        let names = tls
+            .ssl()
+            .peer_certificate()
+            .and_then(|c| c.to_der().ok())
+            .map(|der| qnetd_certs::names(&der));
+        Ok((tls, names))
     }
 
     pub fn dir(&self) -> &Path {
@@ -192,27 +224,45 @@ impl TlsContext {
     }
 }
 
-/// The names a client certificate speaks for (DNS SANs, else the CNs).
-pub fn peer_names(cert: &CertificateDer<'_>) -> Vec<String> {
-    qnetd_certs::names(cert.as_ref())
-}
-
 /// A reason for a failed handshake that an operator can act on.
-pub fn describe_handshake_error(e: &io::Error) -> String {
+fn describe_handshake_error(e: &openssl::ssl::Error, ssl: &openssl::ssl::SslRef) -> String {
+    let verify = ssl.verify_result();
+    if verify != openssl::x509::X509VerifyResult::OK {
+        let hint = match verify.as_raw() {
+            // X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, _UNABLE_TO_GET_ISSUER_CERT,
+            // _DEPTH_ZERO_SELF_SIGNED_CERT, _SELF_SIGNED_CERT_IN_CHAIN
+            20 | 2 | 18 | 19 => " (the client certificate was not issued by this server's CA)",
+            // X509_V_ERR_CERT_HAS_EXPIRED
+            10 => " (the client certificate has expired: issue a new one)",
+            _ => "",
+        };
+        return format!(
+            "client certificate refused: {}{hint}",
+            verify.error_string()
+        );
+    }
     let text = e.to_string();
-    let hint = if text.contains("UnknownIssuer") || text.contains("unknown issuer") {
-        " (the client certificate was not issued by this server's CA)"
-    } else if text.contains("NoCertificatesPresented") || text.contains("no certificates presented")
-    {
+    let detail = e.ssl_error().map(|s| s.to_string()).unwrap_or_default();
+    let all = format!("{text} {detail}");
+    let hint = if all.contains("peer did not return a certificate") {
         " (the client sent no certificate; -c on requires one: import the cluster certificate on the node)"
-    } else if text.contains("Expired") || text.contains("expired") {
-        " (the client certificate has expired)"
-    } else if e.kind() == io::ErrorKind::InvalidData {
-        " (not a TLS handshake, or a TLS version or cipher mismatch)"
+    } else if all.contains("wrong version number")
+        || all.contains("http request")
+        || all.contains("unknown protocol")
+    {
+        " (not a TLS handshake)"
+    } else if all.contains("no shared cipher") || all.contains("unsupported protocol") {
+        " (no common TLS version or cipher)"
+    } else if e.io_error().is_some() || detail.is_empty() && text.contains("syscall") {
+        " (the client closed the connection during the handshake)"
     } else {
         ""
     };
-    format!("{text}{hint}")
+    if detail.is_empty() {
+        format!("{text}{hint}")
+    } else {
+        format!("{text}: {detail}{hint}")
+    }
 }
 
 /// A stream that first yields bytes read ahead of the TLS handshake, then
