@@ -80,6 +80,8 @@ pub struct Client {
     pub timeout: Duration,
     /// The ring id last sent (INIT or membership).
     pub ring: RingId,
+    /// This end's address as the server sees it (`ip:port`).
+    local: String,
 }
 
 impl Client {
@@ -88,13 +90,23 @@ impl Client {
             .await
             .map_err(|_| ClientError::Timeout)??;
         stream.set_nodelay(true)?;
+        let local = stream
+            .local_addr()
+            .map(|a| format!("{}:{}", a.ip(), a.port()))
+            .unwrap_or_default();
         Ok(Client {
+            local,
             stream: Box::new(stream),
             frames: FrameReader::new(1 << 24),
             seq: 1,
             timeout: Duration::from_secs(5),
             ring: RingId::default(),
         })
+    }
+
+    /// This end's address (`ip:port`), as the server prints it.
+    pub fn local_addr(&self) -> String {
+        self.local.clone()
     }
 
     /// Sends raw bytes.

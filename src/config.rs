@@ -79,6 +79,14 @@ pub struct Settings {
     pub lock_file: PathBuf,
     pub local_socket_file: PathBuf,
     pub local_socket_backlog: u32,
+    /// Permission bits removed from the admin socket (octal; default 077:
+    /// only root may connect).
+    pub local_socket_umask: u32,
+    /// Group given to the admin socket, if any.
+    pub local_socket_gid: Option<u32>,
+    /// Whether the admin socket is created at all (qnetd's own; tests and
+    /// benchmarks may turn it off).
+    pub admin_socket: bool,
     pub ipc_max_clients: usize,
     pub ipc_max_receive_size: usize,
     pub ipc_max_send_size: usize,
@@ -124,6 +132,9 @@ impl Default for Settings {
             lock_file: PathBuf::from("/var/run/corosync-qnetd/corosync-qnetd.pid"),
             local_socket_file: PathBuf::from("/var/run/corosync-qnetd/corosync-qnetd.sock"),
             local_socket_backlog: 10,
+            local_socket_umask: 0o077,
+            local_socket_gid: None,
+            admin_socket: true,
             ipc_max_clients: 10,
             ipc_max_receive_size: 4096,
             ipc_max_send_size: 10_485_760,
@@ -238,6 +249,20 @@ impl Settings {
             "lock_file" => self.lock_file = PathBuf::from(non_empty(&k, value)?),
             "local_socket_file" => self.local_socket_file = PathBuf::from(non_empty(&k, value)?),
             "local_socket_backlog" => self.local_socket_backlog = parse_int(&k, value, 1, INT_MAX)?,
+            "local_socket_umask" => {
+                self.local_socket_umask = u32::from_str_radix(value.trim_start_matches("0o"), 8)
+                    .ok()
+                    .filter(|v| *v <= 0o777)
+                    .ok_or_else(|| {
+                        SettingError(format!(
+                            "advanced setting {k}: '{value}' is not an octal mask (e.g. 077 or 007)"
+                        ))
+                    })?
+            }
+            "local_socket_gid" => {
+                self.local_socket_gid = Some(parse_int(&k, value, 0, u64::from(u32::MAX))?)
+            }
+            "admin_socket" => self.admin_socket = parse_flag(&k, value)?,
             "ipc_max_clients" => self.ipc_max_clients = parse_int(&k, value, 0, INT_MAX)?,
             "ipc_max_receive_size" => {
                 self.ipc_max_receive_size = parse_int(&k, value, 1024, INT_MAX)?

@@ -10,13 +10,17 @@
 //! - [`server`]: the tokio shell that does all the I/O;
 //! - [`tls`]: rustls configuration and the STARTTLS hand-over;
 //! - [`client`]: a protocol client for tests and the load generator;
-//! - [`config`]: settings from the command line and the TOML file.
+//! - [`config`]: settings from the command line and the TOML file;
+//! - [`status`]: the status model and its text forms;
+//! - [`ipc`]: the local admin socket (corosync-qnetd-tool compatible).
 
 pub mod client;
 pub mod config;
 pub mod framing;
+pub mod ipc;
 pub mod server;
 pub mod session;
+pub mod status;
 pub mod table;
 pub mod tls;
 pub mod wire;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tracing::{error, info, warn};
 
 mod certs_cmd;
+mod status_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +33,8 @@ enum Command {
     /// Run the arbitrator.
     Serve(ServeArgs),
     Certs(certs_cmd::CertsArgs),
+    /// Show the running server's clusters, nodes, partitions and votes.
+    Status(status_cmd::StatusArgs),
 }
 
 #[derive(Args)]
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Certs(args) => certs_cmd::run(args),
+        Command::Status(args) => status_cmd::run(args),
     }
 }
 

@@ -61,18 +61,29 @@ pub struct ServerCtx {
     pub connections: AtomicUsize,
     /// TLS configuration; `None` with `-s off`.
     pub tls: Option<TlsContext>,
+    /// The port the server listens on (the configured one, or the one the
+    /// system chose for port 0).
+    pub port: u16,
     start: Instant,
+    shutdown: Notify,
 }
 
 impl ServerCtx {
-    fn now_ms(&self) -> u64 {
+    /// Milliseconds since the server started (the clock of the algorithms).
+    pub fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
+    }
+
+    /// Asks the server to stop (admin `shutdown`).
+    pub fn request_shutdown(&self) {
+        self.shutdown.notify_one();
     }
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    admin: Option<tokio::net::UnixListener>,
     ctx: Arc<ServerCtx>,
 }
 
@@ -99,14 +110,34 @@ impl Server {
             ),
         };
         let listener = bind_listener(&settings).await?;
+        let port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(settings.port);
+        let admin = if settings.admin_socket {
+            Some(
+                crate::ipc::bind(
+                    &settings.local_socket_file,
+                    settings.local_socket_umask,
+                    settings.local_socket_gid,
+                )
+                .await
+                .map_err(StartError)?,
+            )
+        } else {
+            None
+        };
         Ok(Server {
             listener,
+            admin,
             ctx: Arc::new(ServerCtx {
                 settings: Arc::new(settings),
                 table: Arc::new(Table::new()),
                 connections: AtomicUsize::new(0),
                 tls,
+                port,
                 start: Instant::now(),
+                shutdown: Notify::new(),
             }),
         })
     }
@@ -122,13 +153,18 @@ impl Server {
     /// Serves until `shutdown` completes, then disconnects every client
     /// (without re-deciding votes, as the reference does on shutdown) and
     /// waits up to 5 s for the connection tasks to finish.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
+        let admin_task = self
+            .admin
+            .take()
+            .map(|l| tokio::spawn(crate::ipc::serve(l, Arc::clone(&self.ctx))));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                _ = self.ctx.shutdown.notified() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, addr)) => {
                         let max = self.ctx.settings.max_clients;
@@ -168,6 +204,12 @@ impl Server {
         if drained.is_err() {
             warn!("some connections did not close within 5 s; aborting them");
             tasks.abort_all();
+        }
+        if let Some(t) = admin_task {
+            t.abort();
+            if self.ctx.settings.admin_socket {
+                let _ = std::fs::remove_file(&self.ctx.settings.local_socket_file);
+            }
         }
     }
 }
@@ -408,7 +450,11 @@ async fn serve_connection(stream: TcpStream, ctx: Arc<ServerCtx>, stop: watch::R
         tx,
         kill: Arc::clone(&kill),
     };
-    let session = Session::new(Arc::clone(&settings), Arc::clone(&ctx.table), peer);
+    let addr = match stream.peer_addr() {
+        Ok(a) => format!("{}:{}", a.ip(), a.port()),
+        Err(_) => "?".into(),
+    };
+    let session = Session::new(Arc::clone(&settings), Arc::clone(&ctx.table), peer, addr);
     let mut conn = Connection {
         ctx: Arc::clone(&ctx),
         session,

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Settings, TlsMode, MAX_TIMER_MS};
 use crate::framing::SkipReason;
-use crate::table::{lock, JoinRequest, Outgoing, Peer, SharedCluster, Table};
+use crate::table::{lock, ClientMeta, JoinRequest, Outgoing, Peer, SharedCluster, Table};
 use crate::wire::{
     self, ErrorCode, Header, HeuristicsChangeReply, Init, InitReply, Message, MsgType, NodeList,
     NodeListReply, NodeListType, PreinitReply, ServerError, SetOption, TlsSupported, HEADER_LEN,
@@ -58,6 +58,8 @@ pub struct Session<P: Peer> {
     cert_checked: bool,
     joined: Option<Joined<P>>,
     heartbeat_ms: u32,
+    /// Peer address, `ip:port`.
+    addr: String,
 }
 
 /// Formats a cluster name for logs (it is raw bytes on the wire).
@@ -66,8 +68,9 @@ pub fn display_name(name: &[u8]) -> String {
 }
 
 impl<P: Peer> Session<P> {
-    pub fn new(settings: Arc<Settings>, table: Arc<Table<P>>, peer: P) -> Self {
+    pub fn new(settings: Arc<Settings>, table: Arc<Table<P>>, peer: P, addr: String) -> Self {
         Session {
+            addr,
             settings,
             table,
             peer,
@@ -353,6 +356,12 @@ impl<P: Peer> Session<P> {
             ring,
             heartbeat_ms: hb,
             kap: self.settings.keep_active_partition_tie_breaker,
+            meta: ClientMeta {
+                addr: self.addr.clone(),
+                tls_active: self.tls.started,
+                cert_verified: self.cert_checked,
+                joined_ms: now_ms,
+            },
         };
         let reply = self.init_reply_message(&m, ErrorCode::NO_ERROR);
         let peer = self.peer.clone();
@@ -646,7 +655,12 @@ mod tests {
 
     fn session(settings: Settings) -> (Session<Recorder>, Recorder) {
         let rec = Recorder::default();
-        let s = Session::new(Arc::new(settings), Arc::new(Table::new()), rec.clone());
+        let s = Session::new(
+            Arc::new(settings),
+            Arc::new(Table::new()),
+            rec.clone(),
+            "127.0.0.1:1".into(),
+        );
         (s, rec)
     }
 

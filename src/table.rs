@@ -10,7 +10,7 @@
 //! is held, so a client receives its messages in decision order.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
@@ -38,11 +38,25 @@ pub trait Peer: Clone + Send + Sync + 'static {
     fn kick(&self, reason: &'static str);
 }
 
+/// What the table keeps about a client's connection, for status output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientMeta {
+    /// Peer address as the reference prints it (`ip:port`, no brackets).
+    pub addr: String,
+    pub tls_active: bool,
+    pub cert_verified: bool,
+    /// Server time (ms since start) when the client joined.
+    pub joined_ms: u64,
+}
+
 /// One cluster: its algorithm state and its clients' handles.
 #[derive(Debug)]
 pub struct ClusterEntry<P> {
     pub cluster: Cluster,
     pub peers: HashMap<NodeId, P>,
+    pub meta: HashMap<NodeId, ClientMeta>,
+    /// Creation order among clusters (status lists clusters in this order).
+    pub created: u64,
 }
 
 impl<P: Peer> ClusterEntry<P> {
@@ -96,6 +110,7 @@ pub fn lock<P>(c: &SharedCluster<P>) -> MutexGuard<'_, ClusterEntry<P>> {
 pub struct Table<P> {
     clusters: DashMap<Vec<u8>, SharedCluster<P>>,
     clients: AtomicUsize,
+    next_cluster: AtomicU64,
 }
 
 impl<P: Peer> Default for Table<P> {
@@ -103,12 +118,13 @@ impl<P: Peer> Default for Table<P> {
         Table {
             clusters: DashMap::new(),
             clients: AtomicUsize::new(0),
+            next_cluster: AtomicU64::new(0),
         }
     }
 }
 
 /// A client's parameters from INIT.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct JoinRequest {
     pub node: NodeId,
     pub algorithm: AlgorithmKind,
@@ -116,6 +132,7 @@ pub struct JoinRequest {
     pub ring: RingId,
     pub heartbeat_ms: u32,
     pub kap: bool,
+    pub meta: ClientMeta,
 }
 
 impl<P: Peer> Table<P> {
@@ -138,6 +155,8 @@ impl<P: Peer> Table<P> {
             Arc::new(Mutex::new(ClusterEntry {
                 cluster: Cluster::new(req.algorithm, req.tie_breaker),
                 peers: HashMap::new(),
+                meta: HashMap::new(),
+                created: self.next_cluster.fetch_add(1, Ordering::Relaxed),
             }))
         });
         let shared = Arc::clone(shard_entry.value());
@@ -154,6 +173,7 @@ impl<P: Peer> Table<P> {
             ) {
                 Ok(()) => {
                     entry.peers.insert(req.node, peer);
+                    entry.meta.insert(req.node, req.meta.clone());
                     self.clients.fetch_add(1, Ordering::Relaxed);
                     on_joined(&entry);
                     Ok(())
@@ -183,6 +203,7 @@ impl<P: Peer> Table<P> {
     ) {
         let empty = {
             let mut entry = lock(shared);
+            entry.meta.remove(&node);
             if entry.peers.remove(&node).is_some() {
                 self.clients.fetch_sub(1, Ordering::Relaxed);
             }

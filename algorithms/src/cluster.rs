@@ -36,6 +36,8 @@ pub struct ClientInfo {
     pub last_vote: Option<Vote>,
     /// The last ACK or NACK sent to the client.
     pub last_ack_nack: Option<Vote>,
+    /// When the last vote was sent (the caller's clock, ms).
+    pub last_vote_ms: Option<u64>,
 }
 
 impl ClientInfo {
@@ -54,6 +56,7 @@ impl ClientInfo {
             heuristics: Heuristics::Undefined,
             last_vote: None,
             last_ack_nack: None,
+            last_vote_ms: None,
         }
     }
 
@@ -67,8 +70,9 @@ impl ClientInfo {
         self.membership.as_deref().unwrap_or(&[])
     }
 
-    fn record_vote(&mut self, vote: Vote) {
+    fn record_vote(&mut self, vote: Vote, now_ms: u64) {
         self.last_vote = Some(vote);
+        self.last_vote_ms = Some(now_ms);
         if matches!(vote, Vote::Ack | Vote::Nack) {
             self.last_ack_nack = Some(vote);
         }
@@ -234,7 +238,7 @@ impl Cluster {
             now_ms,
         };
         let reply = self.algorithm.on_event(&ctx, node, &event, &mut actions);
-        self.record_actions(&actions);
+        self.record_actions(&actions, now_ms);
         let Some(client) = self.clients.get_mut(&node) else {
             return Outcome {
                 reply: Err(AlgoError::Internal),
@@ -277,7 +281,7 @@ impl Cluster {
                 Event::VoteInfoReply { .. } | Event::Timer => false,
             };
             if replied {
-                client.record_vote(vote);
+                client.record_vote(vote, now_ms);
             }
         }
         Outcome {
@@ -304,15 +308,15 @@ impl Cluster {
             .on_leave(&ctx, node, server_going_down, &mut actions);
         self.clients.remove(&node);
         actions.retain(|a| action_target(a) != node);
-        self.record_actions(&actions);
+        self.record_actions(&actions, now_ms);
         actions
     }
 
-    fn record_actions(&mut self, actions: &[Action]) {
+    fn record_actions(&mut self, actions: &[Action], now_ms: u64) {
         for a in actions {
             if let Action::SendVoteInfo { node, vote, .. } = a {
                 if let Some(c) = self.clients.get_mut(node) {
-                    c.record_vote(*vote);
+                    c.record_vote(*vote, now_ms);
                 }
             }
         }

@@ -64,6 +64,17 @@ pub async fn wait_log(parts: &[&str]) {
     );
 }
 
+/// A fresh admin socket path for one test server.
+pub fn admin_socket_path() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "qnetd-test-{}-{}.sock",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -86,6 +97,7 @@ impl TestServer {
         log_buffer();
         settings.listen_address = Some("127.0.0.1".into());
         settings.port = 0;
+        settings.local_socket_file = admin_socket_path();
         let server = Server::bind(settings).await.expect("bind");
         let addr = server.local_addr().unwrap();
         let ctx = server.ctx();

@@ -1,0 +1,260 @@
+//! `qnetd status`: asks the running server over its admin socket for the
+//! status model (the `json` request) and prints it as tables or JSON.
+//! Exit codes: 0 ok, 1 bad usage or reply, 3 the server is not running
+//! (as `corosync-qnetd-tool` and pcs expect).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use qnetd::config::Settings;
+use qnetd::status::{ClusterStatus, ServerStatus};
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Admin socket of the server [default: local_socket_file of --config, else
+    /// /var/run/corosync-qnetd/corosync-qnetd.sock].
+    #[arg(long, short = 'p', value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Configuration file to take the socket path from.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Only this cluster, with a table of its nodes.
+    #[arg(long, short = 'c', value_name = "NAME")]
+    cluster: Option<String>,
+    /// Every cluster with a table of its nodes.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+    /// The status model as JSON (field names: docs/status.md).
+    #[arg(long)]
+    json: bool,
+}
+
+fn socket_path(args: &StatusArgs) -> Result<PathBuf, String> {
+    if let Some(p) = &args.socket {
+        return Ok(p.clone());
+    }
+    let mut s = Settings::default();
+    if let Some(cfg) = &args.config {
+        let text = std::fs::read_to_string(cfg)
+            .map_err(|e| format!("cannot read {}: {e}", cfg.display()))?;
+        s.apply_toml(&text, cfg).map_err(|e| e.to_string())?;
+    }
+    Ok(s.local_socket_file)
+}
+
+/// Sends one request line; returns the body of an `OK` reply.
+fn request(path: &PathBuf, line: &str) -> Result<String, (u8, String)> {
+    let mut sock = UnixStream::connect(path).map_err(|e| {
+        (
+            3,
+            format!(
+                "qnetd is not running, or not with this admin socket: cannot connect to {}: {e}",
+                path.display()
+            ),
+        )
+    })?;
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
+    sock.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| (3, format!("cannot send to {}: {e}", path.display())))?;
+    let mut reply = String::new();
+    sock.read_to_string(&mut reply)
+        .map_err(|e| (3, format!("cannot read from {}: {e}", path.display())))?;
+    match reply.split_once('\n') {
+        Some(("OK", body)) => Ok(body.to_string()),
+        Some(("Error", msg)) => Err((1, format!("the server answered: {}", msg.trim()))),
+        _ => Err((1, "unexpected reply from the server".into())),
+    }
+}
+
+fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.first().map(|r| r.len()).unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+fn vote_holder(c: &ClusterStatus) -> String {
+    let holders: Vec<String> = c
+        .partitions
+        .iter()
+        .filter(|p| p.holds_vote)
+        .map(|p| {
+            let nodes: Vec<String> = p.nodes.iter().map(|n| n.to_string()).collect();
+            format!("ring {} (nodes {})", p.ring_id, nodes.join(","))
+        })
+        .collect();
+    if holders.is_empty() {
+        "-".into()
+    } else {
+        holders.join("; ")
+    }
+}
+
+fn print_nodes(c: &ClusterStatus) {
+    let mut rows = vec![vec![
+        "NODE".into(),
+        "ADDRESS".into(),
+        "RING".into(),
+        "MEMBERS".into(),
+        "HEURISTICS".into(),
+        "TLS".into(),
+        "VOTE".into(),
+        "SINCE".into(),
+        "HB".into(),
+    ]];
+    for n in &c.nodes {
+        let members: Vec<String> = n.membership.iter().map(|m| m.to_string()).collect();
+        let tls = match (n.tls_active, n.client_certificate_verified) {
+            (true, true) => "yes (cert)",
+            (true, false) => "yes",
+            _ => "no",
+        };
+        rows.push(vec![
+            n.node_id.to_string(),
+            n.address.clone(),
+            n.ring_id.clone(),
+            members.join(","),
+            n.heuristics.clone(),
+            tls.into(),
+            n.last_ack_nack
+                .clone()
+                .or(n.last_vote.clone())
+                .unwrap_or("-".into()),
+            n.last_vote_age_seconds
+                .map(|s| format!("{} ago", duration(s)))
+                .unwrap_or("-".into()),
+            format!("{}ms", n.heartbeat_interval_ms),
+        ]);
+    }
+    print_table(&rows);
+}
+
+fn print_human(st: &ServerStatus, args: &StatusArgs) {
+    let tls = match st.tls.as_str() {
+        "off" => "off".to_string(),
+        t if st.client_cert_required => format!("{t}, client certificate required"),
+        t => t.to_string(),
+    };
+    println!(
+        "qnetd {} up {}, listening on {}:{}, TLS {}",
+        st.version,
+        duration(st.uptime_seconds),
+        st.listen_address,
+        st.port,
+        tls
+    );
+    println!(
+        "{} clients connected ({} initialised), {} clusters",
+        st.connected_clients,
+        st.initialised_clients,
+        st.clusters.len()
+    );
+    let clusters: Vec<&ClusterStatus> = st
+        .clusters
+        .iter()
+        .filter(|c| args.cluster.as_ref().is_none_or(|n| *n == c.name))
+        .collect();
+    if clusters.is_empty() {
+        if let Some(n) = &args.cluster {
+            println!("\nno cluster named \"{n}\" is connected");
+        }
+        return;
+    }
+    println!();
+    let mut rows = vec![vec![
+        "CLUSTER".into(),
+        "ALGORITHM".into(),
+        "TIE-BREAKER".into(),
+        "NODES".into(),
+        "PARTITIONS".into(),
+        "VOTE HELD BY".into(),
+    ]];
+    for c in &clusters {
+        let alg = if c.kap {
+            format!("{} (kap)", c.algorithm)
+        } else {
+            c.algorithm.clone()
+        };
+        rows.push(vec![
+            c.name.clone(),
+            alg,
+            c.tie_breaker.clone(),
+            c.nodes.len().to_string(),
+            c.partitions.len().to_string(),
+            vote_holder(c),
+        ]);
+    }
+    print_table(&rows);
+    if args.verbose || args.cluster.is_some() {
+        for c in clusters {
+            println!("\ncluster {}:", c.name);
+            print_nodes(c);
+        }
+    }
+}
+
+pub fn run(args: StatusArgs) -> ExitCode {
+    let path = match socket_path(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("qnetd status: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let body = match request(&path, "json") {
+        Ok(b) => b,
+        Err((code, msg)) => {
+            eprintln!("qnetd status: {msg}");
+            return ExitCode::from(code);
+        }
+    };
+    let st: ServerStatus = match serde_json::from_str(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("qnetd status: the server's reply is not the expected status: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if args.json {
+        let out = match &args.cluster {
+            Some(name) => {
+                let c: Vec<&ClusterStatus> =
+                    st.clusters.iter().filter(|c| c.name == *name).collect();
+                serde_json::to_string_pretty(&c)
+            }
+            None => serde_json::to_string_pretty(&st),
+        };
+        match out {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("qnetd status: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        print_human(&st, &args);
+    }
+    ExitCode::SUCCESS
+}
