@@ -84,6 +84,8 @@ pub struct Settings {
     pub local_socket_umask: u32,
     /// Group given to the admin socket, if any.
     pub local_socket_gid: Option<u32>,
+    /// Where /metrics is served; `None` = off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Whether the admin socket is created at all (qnetd's own; tests and
     /// benchmarks may turn it off).
     pub admin_socket: bool,
@@ -135,6 +137,7 @@ impl Default for Settings {
             local_socket_umask: 0o077,
             local_socket_gid: None,
             admin_socket: true,
+            metrics_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9403))),
             ipc_max_clients: 10,
             ipc_max_receive_size: 4096,
             ipc_max_send_size: 10_485_760,
@@ -263,6 +266,7 @@ impl Settings {
                 self.local_socket_gid = Some(parse_int(&k, value, 0, u64::from(u32::MAX))?)
             }
             "admin_socket" => self.admin_socket = parse_flag(&k, value)?,
+            "metrics_listen" => self.metrics_listen = parse_metrics_listen(value).map_err(SettingError)?,
             "ipc_max_clients" => self.ipc_max_clients = parse_int(&k, value, 0, INT_MAX)?,
             "ipc_max_receive_size" => {
                 self.ipc_max_receive_size = parse_int(&k, value, 1024, INT_MAX)?
@@ -427,6 +431,17 @@ fn scalar_text(v: &toml::Value) -> Option<String> {
         toml::Value::Boolean(b) => Some(if *b { "on" } else { "off" }.to_string()),
         _ => None,
     }
+}
+
+/// Parses `--metrics-listen`: `ADDR:PORT`, or `off`/empty to disable.
+pub fn parse_metrics_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    let s = s.trim();
+    if s.is_empty() || s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        format!("metrics listen address '{s}' is not ADDR:PORT (e.g. 127.0.0.1:9403 or [::]:9403), or 'off'")
+    })
 }
 
 /// Parses a TCP port, 1..=65535.

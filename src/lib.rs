@@ -12,12 +12,14 @@
 //! - [`client`]: a protocol client for tests and the load generator;
 //! - [`config`]: settings from the command line and the TOML file;
 //! - [`status`]: the status model and its text forms;
-//! - [`ipc`]: the local admin socket (corosync-qnetd-tool compatible).
+//! - [`ipc`]: the local admin socket (corosync-qnetd-tool compatible);
+//! - [`metrics`]: Prometheus counters, gauges and the /metrics endpoint.
 
 pub mod client;
 pub mod config;
 pub mod framing;
 pub mod ipc;
+pub mod metrics;
 pub mod server;
 pub mod session;
 pub mod status;

@@ -69,6 +69,9 @@ struct ServeArgs {
     /// Maximum number of simultaneous clients (0 = unlimited).
     #[arg(short = 'm', long = "max-clients", value_name = "N")]
     max_clients: Option<usize>,
+    /// Prometheus /metrics address (ADDR:PORT), or "off" [default: 127.0.0.1:9403].
+    #[arg(long = "metrics-listen", value_name = "ADDR:PORT|off")]
+    metrics_listen: Option<String>,
     /// Advanced setting(s) key=value[,key=value...], as in corosync-qnetd -S.
     #[arg(short = 'S', value_name = "KEY=VALUE")]
     advanced: Vec<String>,
@@ -123,6 +126,9 @@ fn settings_from(args: &ServeArgs) -> Result<(Settings, Vec<String>), String> {
     }
     if args.debug > 0 {
         s.debug = args.debug;
+    }
+    if let Some(m) = &args.metrics_listen {
+        s.metrics_listen = config::parse_metrics_listen(m)?;
     }
     for a in &args.advanced {
         warnings.extend(s.set_advanced_list(a).map_err(|e| e.to_string())?);
@@ -258,6 +264,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             tls = settings.tls.label(),
             client_cert_required = settings.client_cert_required,
             max_clients = settings.max_clients,
+            metrics = %server.ctx().metrics_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
             version = env!("CARGO_PKG_VERSION"),
             "qnetd listening"
         );

@@ -64,6 +64,8 @@ pub struct ServerCtx {
     /// The port the server listens on (the configured one, or the one the
     /// system chose for port 0).
     pub port: u16,
+    /// Where /metrics is served, if on.
+    pub metrics_addr: Option<SocketAddr>,
     start: Instant,
     shutdown: Notify,
 }
@@ -84,6 +86,7 @@ impl ServerCtx {
 pub struct Server {
     listener: TcpListener,
     admin: Option<tokio::net::UnixListener>,
+    metrics: Option<TcpListener>,
     ctx: Arc<ServerCtx>,
 }
 
@@ -127,15 +130,25 @@ impl Server {
         } else {
             None
         };
+        let metrics = match settings.metrics_listen {
+            Some(addr) => {
+                crate::metrics::install();
+                Some(crate::metrics::bind(addr).await.map_err(StartError)?)
+            }
+            None => None,
+        };
+        let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
         Ok(Server {
             listener,
             admin,
+            metrics,
             ctx: Arc::new(ServerCtx {
                 settings: Arc::new(settings),
                 table: Arc::new(Table::new()),
                 connections: AtomicUsize::new(0),
                 tls,
                 port,
+                metrics_addr,
                 start: Instant::now(),
                 shutdown: Notify::new(),
             }),
@@ -160,6 +173,10 @@ impl Server {
             .admin
             .take()
             .map(|l| tokio::spawn(crate::ipc::serve(l, Arc::clone(&self.ctx))));
+        let metrics_task = self
+            .metrics
+            .take()
+            .map(|l| tokio::spawn(crate::metrics::serve(l, Arc::clone(&self.ctx))));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -174,6 +191,7 @@ impl Server {
                             continue;
                         }
                         self.ctx.connections.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!(crate::metrics::CONNECTIONS).increment(1);
                         let ctx = Arc::clone(&self.ctx);
                         let stop = stop_rx.clone();
                         let span = tracing::info_span!("client", %addr, cluster = tracing::field::Empty, node = tracing::field::Empty);
@@ -204,6 +222,9 @@ impl Server {
         if drained.is_err() {
             warn!("some connections did not close within 5 s; aborting them");
             tasks.abort_all();
+        }
+        if let Some(t) = metrics_task {
+            t.abort();
         }
         if let Some(t) = admin_task {
             t.abort();
@@ -488,6 +509,8 @@ async fn serve_connection(stream: TcpStream, ctx: Arc<ServerCtx>, stop: watch::R
         },
     };
 
+    metrics::counter!(crate::metrics::DISCONNECTS, "reason" => disconnect_kind(&reason))
+        .increment(1);
     let joined = conn.session.node_id().is_some();
     match (going_down, abnormal, joined) {
         (true, _, _) => debug!("disconnecting: {reason}"),
@@ -496,6 +519,48 @@ async fn serve_connection(stream: TcpStream, ctx: Arc<ServerCtx>, stop: watch::R
         (false, false, false) => debug!("connection closed before INIT: {reason}"),
     }
     conn.session.on_close(going_down, ctx.now_ms());
+}
+
+/// A bounded label for a disconnect reason (metrics).
+fn disconnect_kind(reason: &str) -> &'static str {
+    if reason.starts_with("connection closed by client") {
+        "client_closed"
+    } else if reason.starts_with("dead peer") {
+        "dead_peer"
+    } else if reason.starts_with("send queue full") {
+        "send_queue_full"
+    } else if reason.starts_with("server shutting down") {
+        "server_shutdown"
+    } else if reason.starts_with("TLS handshake") {
+        "tls_failed"
+    } else if reason.starts_with("client certificate")
+        || reason.starts_with("TLS client presented no certificate")
+    {
+        "certificate_refused"
+    } else if reason.starts_with("read failed") || reason.starts_with("write failed") {
+        "io_error"
+    } else {
+        "refused"
+    }
+}
+
+/// A bounded label for a TLS handshake failure (metrics).
+fn tls_failure_kind(reason: &str) -> &'static str {
+    if reason.contains("not issued by this server's CA") {
+        "unknown_ca"
+    } else if reason.contains("expired") {
+        "expired"
+    } else if reason.contains("sent no certificate") {
+        "no_certificate"
+    } else if reason.contains("not a TLS handshake") {
+        "not_tls"
+    } else if reason.contains("no common TLS version") {
+        "no_common_version"
+    } else if reason.contains("closed the connection") {
+        "client_closed"
+    } else {
+        "other"
+    }
 }
 
 /// Runs the TLS server handshake on the socket, feeding it the bytes
@@ -511,14 +576,20 @@ async fn start_tls(
     let limit = Duration::from_millis(u64::from(conn.ctx.settings.tls_handshake_timeout));
     let (stream, names) = match timeout(limit, tls.accept(prefix, stream)).await {
         Err(_) => {
+            metrics::counter!(crate::metrics::TLS_HANDSHAKES, "result" => "failed", "reason" => "timeout").increment(1);
             return Err(format!(
                 "TLS handshake not completed within {} ms",
                 limit.as_millis()
-            ))
+            ));
         }
-        Ok(Err(reason)) => return Err(format!("TLS handshake failed: {reason}")),
+        Ok(Err(reason)) => {
+            metrics::counter!(crate::metrics::TLS_HANDSHAKES, "result" => "failed", "reason" => tls_failure_kind(&reason)).increment(1);
+            return Err(format!("TLS handshake failed: {reason}"));
+        }
         Ok(Ok(s)) => s,
     };
+    metrics::counter!(crate::metrics::TLS_HANDSHAKES, "result" => "ok", "reason" => "")
+        .increment(1);
     debug!(client_certificate = ?names, "TLS established");
     conn.session.set_tls(TlsState {
         started: true,

@@ -112,6 +112,7 @@ impl<P: Peer> Session<P> {
     }
 
     fn error(&self, seq: Option<u32>, code: ErrorCode) -> Control {
+        metrics::counter!(crate::metrics::ERRORS_SENT, "error" => code.name()).increment(1);
         self.queue(Message::ServerError(ServerError {
             seq,
             error_code: Some(code),
@@ -186,6 +187,7 @@ impl<P: Peer> Session<P> {
                 match other {
                     Message::SetOption(m) => self.on_set_option(m),
                     Message::EchoRequest(_) => {
+                        metrics::counter!(crate::metrics::HEARTBEATS).increment(1);
                         let reply = wire::echo_reply_from_request(raw);
                         if self.peer.send(Outgoing::Message(reply)) {
                             Control::Continue
@@ -455,6 +457,9 @@ impl<P: Peer> Session<P> {
     }
 
     fn init_reply(&self, m: &Init, code: ErrorCode) -> Control {
+        if code != ErrorCode::NO_ERROR {
+            metrics::counter!(crate::metrics::ERRORS_SENT, "error" => code.name()).increment(1);
+        }
         self.queue(self.init_reply_message(m, code))
     }
 
@@ -559,17 +564,25 @@ impl<P: Peer> Session<P> {
         let Some(joined) = &self.joined else {
             return self.error(Some(seq), ErrorCode::INIT_REQUIRED);
         };
+        let started = std::time::Instant::now();
         let event_name = event.name();
         let entry = &mut *lock(&joined.cluster);
         let outcome = entry.cluster.handle(joined.node, event, now_ms);
         entry.dispatch(&outcome.actions);
+        let algorithm = entry.cluster.algorithm().label();
         match outcome.reply {
             Ok(vote) => {
                 debug!(event = event_name, vote = vote.label(), ring = %outcome.reply_ring, "replying");
-                self.queue(reply(vote, outcome.reply_ring))
+                metrics::counter!(crate::metrics::VOTES_SENT, "cluster" => entry.name.clone(), "vote" => vote.label()).increment(1);
+                let control = self.queue(reply(vote, outcome.reply_ring));
+                metrics::histogram!(crate::metrics::DECISION_LATENCY)
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!(crate::metrics::DECISIONS, "algorithm" => algorithm, "outcome" => vote.label()).increment(1);
+                control
             }
             Err(e) => {
                 warn!(event = event_name, error = %e, "algorithm refused the message; sending error {}", e.code());
+                metrics::counter!(crate::metrics::DECISIONS, "algorithm" => algorithm, "outcome" => "error").increment(1);
                 self.error(Some(seq), ErrorCode(e.code()))
             }
         }

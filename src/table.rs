@@ -57,6 +57,8 @@ pub struct ClusterEntry<P> {
     pub meta: HashMap<NodeId, ClientMeta>,
     /// Creation order among clusters (status lists clusters in this order).
     pub created: u64,
+    /// The cluster name, printable (for logs and metrics labels).
+    pub name: String,
 }
 
 impl<P: Peer> ClusterEntry<P> {
@@ -73,6 +75,7 @@ impl<P: Peer> ClusterEntry<P> {
                     ring,
                 } => {
                     tracing::debug!(to_node = node, seq, vote = vote.label(), ring = %ring, "queueing vote info");
+                    metrics::counter!(crate::metrics::VOTES_SENT, "cluster" => self.name.clone(), "vote" => vote.label()).increment(1);
                     let msg = Message::VoteInfo(VoteInfo {
                         seq: Some(seq),
                         vote: Some(vote),
@@ -157,6 +160,7 @@ impl<P: Peer> Table<P> {
                 peers: HashMap::new(),
                 meta: HashMap::new(),
                 created: self.next_cluster.fetch_add(1, Ordering::Relaxed),
+                name: String::from_utf8_lossy(name).into_owned(),
             }))
         });
         let shared = Arc::clone(shard_entry.value());

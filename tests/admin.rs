@@ -222,3 +222,94 @@ async fn admin_socket_is_owner_only_by_default() {
     assert_eq!(mode & 0o777, 0o700);
     srv.stop().await;
 }
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        s.read_to_string(&mut out),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
+    out
+}
+
+/// The value of the first sample whose line starts with `prefix`.
+fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {prefix} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_after_a_split() {
+    let srv = TestServer::start().await;
+    let addr = srv.ctx.metrics_addr.expect("metrics on");
+    let (_n1, _n2) = split_cluster(&srv, "metrics-split").await;
+    let m = scrape(addr).await;
+    assert_eq!(
+        sample(
+            &m,
+            "qnetd_cluster_nodes_connected{cluster=\"metrics-split\""
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(&m, "qnetd_cluster_partitions{cluster=\"metrics-split\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(&m, "qnetd_cluster_vote_held{cluster=\"metrics-split\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "qnetd_cluster_vote_holder_nodes{cluster=\"metrics-split\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "qnetd_cluster_vote_holder_info{cluster=\"metrics-split\",ring=\"1.c\"}"
+        ),
+        1.0
+    );
+    // Counters of this cluster: node 2 got exactly one NACK, node 1 an ACK
+    // at the start and one after the split, node 2 one at the start.
+    assert_eq!(
+        sample(
+            &m,
+            "qnetd_votes_sent_total{cluster=\"metrics-split\",vote=\"nack\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "qnetd_votes_sent_total{cluster=\"metrics-split\",vote=\"ack\"}"
+        ),
+        4.0
+    );
+    assert!(sample(&m, "qnetd_decision_latency_seconds_count") >= 1.0);
+    assert!(
+        m.contains("# TYPE qnetd_decision_latency_seconds histogram"),
+        "{m}"
+    );
+    // Unknown paths get 404.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.0 404"), "{out}");
+    srv.stop().await;
+}

@@ -98,6 +98,7 @@ impl TestServer {
         settings.listen_address = Some("127.0.0.1".into());
         settings.port = 0;
         settings.local_socket_file = admin_socket_path();
+        settings.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         let server = Server::bind(settings).await.expect("bind");
         let addr = server.local_addr().unwrap();
         let ctx = server.ctx();
