@@ -1403,32 +1403,10 @@ mod tests {
     // Randomized safety test
     // ------------------------------------------------------------------
 
-    /// Record a full message trace of every schedule, printed on failure.
-    /// Off by default to keep the test fast; failures always name the seed.
-    const TRACE: bool = false;
+    use crate::sim::{run_schedules, Rng};
 
-    /// xorshift64* PRNG: deterministic, no dependencies.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-
-        fn chance(&mut self, percent: u64) -> bool {
-            self.next() % 100 < percent
-        }
-
-        fn heuristics(&mut self) -> Heuristics {
-            [Heuristics::Undefined, Heuristics::Pass, Heuristics::Fail][self.below(3)]
-        }
+    fn random_heuristics(rng: &mut Rng) -> Heuristics {
+        [Heuristics::Undefined, Heuristics::Pass, Heuristics::Fail][rng.below(3)]
     }
 
     /// A server-to-client message.
@@ -1466,13 +1444,16 @@ mod tests {
         config: Vec<NodeInfo>,
         next_ring_seq: u64,
         log: Vec<String>,
+        /// Record a full message trace, printed on failure (replay mode
+        /// only: building it costs more than the simulation itself).
+        tracing: bool,
     }
 
     impl Sim {
-        fn new(seed: u64) -> Sim {
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-            // 2-6 distinct node ids out of 1..=12, ascending.
-            let count = 2 + rng.below(5);
+        fn new(seed: u64, tracing: bool) -> Sim {
+            let mut rng = Rng::new(seed);
+            // 2-8 distinct node ids out of 1..=12, ascending.
+            let count = 2 + rng.below(7);
             let mut ids: Vec<NodeId> = Vec::new();
             while ids.len() < count {
                 let id = 1 + rng.below(12) as NodeId;
@@ -1510,25 +1491,25 @@ mod tests {
                 nodes,
                 config: nl(&ids),
                 next_ring_seq: 2,
-                log: vec![format!("ids {ids:?} tie-breaker {tb:?}")],
+                log: vec![format!("seed {seed} ids {ids:?} tie-breaker {tb:?}")],
+                tracing,
             }
         }
 
-        /// Records a step in the trace (only when [`TRACE`] is on: building
-        /// it costs more than the simulation itself).
+        /// Records a step in the trace (only when tracing).
         fn note(&mut self, line: impl FnOnce() -> String) {
-            if TRACE {
+            if self.tracing {
                 self.log.push(line());
             }
         }
 
         /// Text for a failed assertion: the seed, and the trace if recorded.
         fn trace(&self) -> String {
-            if TRACE {
+            if self.tracing {
                 self.log.join("\n")
             } else {
                 format!(
-                    "{} (set TRACE = true for a message trace)",
+                    "{} (replay the seed for a message trace)",
                     self.log.join("\n")
                 )
             }
@@ -1628,7 +1609,7 @@ mod tests {
         /// INIT completes, then the client queues its initial lists.
         fn connect(&mut self, i: usize) {
             let kap = self.rng.chance(50);
-            let heuristics = self.rng.heuristics();
+            let heuristics = random_heuristics(&mut self.rng);
             let members = self.group_members(self.nodes[i].group);
             let tb = self.cluster.tie_breaker();
             let n = &mut self.nodes[i];
@@ -1707,7 +1688,7 @@ mod tests {
             let Some(msg) = n.to_client.pop_front() else {
                 return;
             };
-            if TRACE {
+            if self.tracing {
                 self.log.push(format!("{} <- server: {msg:?}", n.id));
             }
             let (vote, ring) = match msg {
@@ -1746,11 +1727,12 @@ mod tests {
                 .collect()
         }
 
-        /// Delivers one pending message of a random busy node, either way.
-        fn deliver_random(&mut self) {
+        /// Delivers one pending message of a random busy node, either way;
+        /// false if nothing was pending.
+        fn deliver_random(&mut self) -> bool {
             let busy = self.busy_nodes();
             if busy.is_empty() {
-                return;
+                return false;
             }
             let i = busy[self.rng.below(busy.len())];
             let n = &self.nodes[i];
@@ -1764,6 +1746,7 @@ mod tests {
             } else {
                 self.deliver_to_client(i);
             }
+            true
         }
 
         /// One random step: mostly message deliveries, otherwise a change
@@ -1773,12 +1756,14 @@ mod tests {
             let i = self.rng.below(self.nodes.len());
             let connected = self.nodes[i].connected;
             match self.rng.below(100) {
-                0..=54 => self.deliver_random(),
+                0..=54 => {
+                    self.deliver_random();
+                }
                 // Let everything settle (safety is checked after each message).
                 55..=61 => self.drain(),
                 62..=66 => self.random_partition(),
                 67..=80 if connected => {
-                    let h = self.rng.heuristics();
+                    let h = random_heuristics(&mut self.rng);
                     self.nodes[i].heuristics = h;
                     let id = self.nodes[i].id;
                     self.note(|| format!("heuristics {id} {h:?}"));
@@ -1802,8 +1787,7 @@ mod tests {
 
         /// Delivers everything still queued, in random order.
         fn drain(&mut self) {
-            while !self.busy_nodes().is_empty() {
-                self.deliver_random();
+            while self.deliver_random() {
                 self.check_safety();
             }
         }
@@ -1856,20 +1840,24 @@ mod tests {
         }
     }
 
-    /// Fixed, bounded randomized schedules (seeds 1..=2000): the vote is never
-    /// held in two rings at once, and after quiescence one quorate partition
-    /// holds it.
+    /// Randomized schedules (by default seeds 1..=2000; see `crate::sim` for
+    /// `QNETD_SAFETY_SCHEDULES` / `QNETD_SAFETY_SEED`) of 2-8 nodes: the vote
+    /// is never held in two rings at once, and after quiescence one quorate
+    /// partition holds it.
     #[test]
-    fn randomized_safety() {
-        for seed in 1..=2000u64 {
-            let mut sim = Sim::new(seed);
-            sim.log.push(format!("seed {seed}"));
-            let steps = 60 + sim.rng.below(100);
-            for _ in 0..steps {
-                sim.random_step();
-                sim.check_safety();
-            }
-            sim.check_liveness();
-        }
+    fn safety_randomized_schedules() {
+        run_schedules(
+            "ffsplit::tests::safety_randomized_schedules",
+            2000,
+            |seed, tracing| {
+                let mut sim = Sim::new(seed, tracing);
+                let steps = 60 + sim.rng.below(100);
+                for _ in 0..steps {
+                    sim.random_step();
+                    sim.check_safety();
+                }
+                sim.check_liveness();
+            },
+        );
     }
 }

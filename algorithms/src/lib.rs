@@ -14,6 +14,8 @@
 mod cluster;
 pub mod ffsplit;
 pub mod lms;
+#[cfg(test)]
+mod sim;
 pub mod test_algo;
 pub mod two_node_lms;
 mod types;

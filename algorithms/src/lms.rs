@@ -404,11 +404,17 @@ impl Engine {
 
     /// Drops ghosts whose ring is known to be over, or whose node is back
     /// with a new membership list (it stopped voting before sending it).
+    /// Forgets departed ACK holders whose ring is provably over: their node
+    /// is back, or a node that was in their ring (or that lists them) now
+    /// reports a *newer* ring. corosync ring sequence numbers only grow, so
+    /// a ring with a lower or equal seq is stale evidence (a membership list
+    /// delayed from before the split) and proves nothing.
     fn prune_ghosts(&mut self, views: &[View<'_>]) {
         self.ghosts.retain(|g| {
             !views.iter().any(|v| {
                 v.node == g.node
                     || (v.ring != g.ring
+                        && v.ring.seq > g.ring.seq
                         && (g.members.contains(&v.node) || contains_node(v.members, g.node)))
             })
         });
@@ -668,32 +674,7 @@ pub(crate) mod sim {
     };
 
     use super::Held;
-
-    /// xorshift64* — small, deterministic, no dependencies.
-    pub(crate) struct Rng(u64);
-
-    impl Rng {
-        pub(crate) fn new(seed: u64) -> Self {
-            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-        }
-
-        pub(crate) fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.0 = x;
-            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        pub(crate) fn below(&mut self, n: usize) -> usize {
-            if n == 0 {
-                0
-            } else {
-                (self.next() % n as u64) as usize
-            }
-        }
-    }
+    use crate::sim::Rng;
 
     enum Up {
         Config,
@@ -731,7 +712,9 @@ pub(crate) mod sim {
         ring_seq: u64,
         /// A disconnected client keeps its vote (2nodelms) or drops to NACK.
         keeps_vote: bool,
+        /// Message trace, recorded only when `tracing` (replay mode).
         pub(crate) trace: Vec<String>,
+        tracing: bool,
     }
 
     fn pick_heuristics(rng: &mut Rng, defined: bool) -> Heuristics {
@@ -748,6 +731,7 @@ pub(crate) mod sim {
             tie_breaker: TieBreaker,
             ids: &[NodeId],
             keeps_vote: bool,
+            tracing: bool,
         ) -> Self {
             let ring = RingId::new(ids.iter().copied().min().unwrap_or(1), 1);
             let nodes = ids
@@ -775,6 +759,23 @@ pub(crate) mod sim {
                 ring_seq: 1,
                 keeps_vote,
                 trace: Vec::new(),
+                tracing,
+            }
+        }
+
+        /// Records a step in the trace, when tracing.
+        fn note(&mut self, line: impl FnOnce() -> String) {
+            if self.tracing {
+                self.trace.push(line());
+            }
+        }
+
+        /// The trace for a failure message.
+        fn trace_text(&self) -> String {
+            if self.tracing {
+                self.trace.join("\n")
+            } else {
+                "(replay the seed for a message trace)".to_string()
             }
         }
 
@@ -792,15 +793,22 @@ pub(crate) mod sim {
         }
 
         /// Two nodes of different current rings both hold ACK.
+        /// (One pass: every holder is compared with the first one.)
         pub(crate) fn check_safety(&self) -> Result<(), String> {
-            for (a, na) in &self.nodes {
-                for (b, nb) in &self.nodes {
-                    if a < b && na.ring != nb.ring && na.held == Held::Ack && nb.held == Held::Ack {
+            let mut first: Option<(NodeId, RingId)> = None;
+            for (&b, nb) in &self.nodes {
+                if nb.held != Held::Ack {
+                    continue;
+                }
+                match first {
+                    None => first = Some((b, nb.ring)),
+                    Some((a, ring)) if ring != nb.ring => {
                         return Err(format!(
-                            "nodes {a} (ring {}) and {b} (ring {}) both hold ACK",
-                            na.ring, nb.ring
+                            "nodes {a} (ring {ring}) and {b} (ring {}) both hold ACK",
+                            nb.ring
                         ));
                     }
+                    Some(_) => {}
                 }
             }
             Ok(())
@@ -808,6 +816,23 @@ pub(crate) mod sim {
 
         pub(crate) fn holders(&self) -> usize {
             self.nodes.values().filter(|n| n.held == Held::Ack).count()
+        }
+
+        /// Nodes of the ring holding ACK that do not hold it themselves.
+        pub(crate) fn ring_without_ack(&self) -> Vec<NodeId> {
+            let Some(ring) = self
+                .nodes
+                .values()
+                .find(|n| n.held == Held::Ack)
+                .map(|n| n.ring)
+            else {
+                return Vec::new();
+            };
+            self.nodes
+                .iter()
+                .filter(|(_, n)| n.ring == ring && n.held != Held::Ack)
+                .map(|(&id, _)| id)
+                .collect()
         }
 
         pub(crate) fn connect(&mut self, id: NodeId) {
@@ -831,7 +856,7 @@ pub(crate) mod sim {
                 n.up.push_back(Up::Membership(ring, members.clone(), n.heuristics));
                 n.up.push_back(Up::Quorum(members));
             }
-            self.trace.push(format!("connect {id}"));
+            self.note(|| format!("connect {id}"));
         }
 
         fn disconnect(&mut self, id: NodeId) {
@@ -846,7 +871,7 @@ pub(crate) mod sim {
                     n.held = Held::Nack;
                 }
             }
-            self.trace.push(format!("disconnect {id}"));
+            self.note(|| format!("disconnect {id}"));
             self.apply_actions(&actions);
         }
 
@@ -882,7 +907,9 @@ pub(crate) mod sim {
                     }
                 }
             }
-            self.trace.push(format!("repartition {:?}", self.group));
+            if self.tracing {
+                self.trace.push(format!("repartition {:?}", self.group));
+            }
         }
 
         fn apply_actions(&mut self, actions: &[crate::Action]) {
@@ -944,10 +971,7 @@ pub(crate) mod sim {
             let has_reply = !matches!(event, Event::VoteInfoReply { .. });
             let name = event.name();
             let out = self.cluster.handle(id, event, 0);
-            self.trace.push(format!(
-                "server <- {id} {name}: {:?} {:?}",
-                out.reply, out.actions
-            ));
+            self.note(|| format!("server <- {id} {name}: {:?} {:?}", out.reply, out.actions));
             self.apply_actions(&out.actions);
             match out.reply {
                 Ok(vote) if has_reply => {
@@ -982,10 +1006,8 @@ pub(crate) mod sim {
                     Vote::NoChange => {}
                 }
             }
-            self.trace.push(format!(
-                "client {id} <- {vote:?} {ring}: holds {:?}",
-                n.held
-            ));
+            let held = n.held;
+            self.note(|| format!("client {id} <- {vote:?} {ring}: holds {held:?}"));
         }
 
         fn fire_timer(&mut self, id: NodeId) {
@@ -993,17 +1015,15 @@ pub(crate) mod sim {
                 n.timer = false;
             }
             let out = self.cluster.handle(id, Event::Timer, 0);
-            self.trace
-                .push(format!("timer {id}: {:?} {:?}", out.reply, out.actions));
+            self.note(|| format!("timer {id}: {:?} {:?}", out.reply, out.actions));
             self.apply_actions(&out.actions);
         }
 
         /// One random step.
         pub(crate) fn step(&mut self, rng: &mut Rng, defined_heuristics: bool) {
-            let ids = self.ids();
-            let id = ids[rng.below(ids.len())];
-            let (connected, ups, downs, timer) = match self.nodes.get(&id) {
-                Some(n) => (n.connected, n.up.len(), n.down.len(), n.timer),
+            let pick = rng.below(self.nodes.len());
+            let (id, connected, ups, downs, timer) = match self.nodes.iter().nth(pick) {
+                Some((&id, n)) => (id, n.connected, n.up.len(), n.down.len(), n.timer),
                 None => return,
             };
             match rng.below(100) {
@@ -1029,8 +1049,9 @@ pub(crate) mod sim {
             }
         }
 
-        /// Connects everybody and delivers everything (timers included)
-        /// until nothing is left to do.
+        /// Connects everybody and delivers every queued message, in random
+        /// order, until nothing is left to do. Timers are not fired: the
+        /// liveness check after it requires progress from messages alone.
         pub(crate) fn settle(&mut self, rng: &mut Rng) {
             for id in self.ids() {
                 if self.nodes.get(&id).is_some_and(|n| !n.connected) {
@@ -1038,85 +1059,100 @@ pub(crate) mod sim {
                 }
             }
             for _ in 0..10_000 {
-                let ids = self.ids();
-                let busy: Vec<NodeId> = ids
+                let busy: Vec<NodeId> = self
+                    .nodes
                     .iter()
-                    .copied()
-                    .filter(|id| {
-                        self.nodes
-                            .get(id)
-                            .is_some_and(|n| !n.up.is_empty() || !n.down.is_empty())
-                    })
+                    .filter(|(_, n)| !n.up.is_empty() || !n.down.is_empty())
+                    .map(|(&id, _)| id)
                     .collect();
                 if busy.is_empty() {
                     return;
                 }
                 let id = busy[rng.below(busy.len())];
-                if rng.below(2) == 0 {
+                // Either direction, whichever has something (the other way
+                // when the chosen one is empty).
+                let (ups, downs) = self
+                    .nodes
+                    .get(&id)
+                    .map_or((0, 0), |n| (n.up.len(), n.down.len()));
+                let up = if ups == 0 || downs == 0 {
+                    ups > 0
+                } else {
+                    rng.below(2) == 0
+                };
+                if up {
                     self.deliver_up(id);
                 } else {
                     self.deliver_down(id);
                 }
-                let _ = self.check_safety().map_err(|e| panic!("{e}"));
+                if let Err(e) = self.check_safety() {
+                    panic!("{e} while settling\n{}", self.trace_text());
+                }
             }
         }
 
-        /// Random schedules; panics with a trace on the first violation.
-        pub(crate) fn run_many(
+        /// One random schedule of `steps` steps for `seed`, on 2nodelms or
+        /// lms with one of `node_counts` nodes, followed by settling; panics
+        /// on the first violation. Returns the steps done and how many nodes
+        /// hold ACK after settling.
+        pub(crate) fn run_one(
             kind: AlgorithmKind,
-            schedules: u64,
+            seed: u64,
+            tracing: bool,
             steps: usize,
             node_counts: &[usize],
             keeps_vote: bool,
         ) -> (usize, usize) {
-            let mut rng = Rng::new(0x5EED_0001 ^ kind as u64);
-            let (mut steps_done, mut max_holders) = (0, 0);
-            for s in 0..schedules {
-                let count = node_counts[rng.below(node_counts.len())];
-                let mut ids: Vec<NodeId> = Vec::new();
-                while ids.len() < count {
-                    let id = match rng.below(4) {
-                        0 => 0x8000_0000 + rng.below(5) as u32,
-                        1 => u32::MAX - rng.below(3) as u32,
-                        _ => 1 + rng.below(8) as u32,
-                    };
-                    if !ids.contains(&id) {
-                        ids.push(id);
-                    }
-                }
-                let tie_breaker = match rng.below(3) {
-                    0 => TieBreaker::Lowest,
-                    1 => TieBreaker::Highest,
-                    _ => TieBreaker::NodeId(if rng.below(4) == 0 {
-                        12345
-                    } else {
-                        ids[rng.below(ids.len())]
-                    }),
+            let mut rng = Rng::new(seed.wrapping_add((kind as u64) << 40));
+            let count = node_counts[rng.below(node_counts.len())];
+            let mut ids: Vec<NodeId> = Vec::new();
+            while ids.len() < count {
+                let id = match rng.below(4) {
+                    0 => 0x8000_0000 + rng.below(5) as u32,
+                    1 => u32::MAX - rng.below(3) as u32,
+                    _ => 1 + rng.below(8) as u32,
                 };
-                let defined = rng.below(2) == 0;
-                let mut sim = Sim::new(kind, tie_breaker, &ids, keeps_vote);
-                for id in ids.clone() {
-                    if rng.below(4) != 0 {
-                        sim.connect(id);
-                    }
+                if !ids.contains(&id) {
+                    ids.push(id);
                 }
-                for _ in 0..steps {
-                    sim.step(&mut rng, defined);
-                    steps_done += 1;
-                    if let Err(e) = sim.check_safety() {
-                        panic!("schedule {s}: {e}\n{}", sim.trace.join("\n"));
-                    }
-                }
-                sim.settle(&mut rng);
-                let holders = sim.holders();
-                assert!(
-                    holders > 0,
-                    "schedule {s}: nobody holds ACK after settling\n{}",
-                    sim.trace.join("\n")
-                );
-                max_holders = max_holders.max(holders);
             }
-            (steps_done, max_holders)
+            let tie_breaker = match rng.below(3) {
+                0 => TieBreaker::Lowest,
+                1 => TieBreaker::Highest,
+                _ => TieBreaker::NodeId(if rng.below(4) == 0 {
+                    12345
+                } else {
+                    ids[rng.below(ids.len())]
+                }),
+            };
+            let defined = rng.below(2) == 0;
+            let mut sim = Sim::new(kind, tie_breaker, &ids, keeps_vote, tracing);
+            sim.note(|| format!("seed {seed} ids {ids:?} tie-breaker {tie_breaker:?}"));
+            for id in ids.clone() {
+                if rng.below(4) != 0 {
+                    sim.connect(id);
+                }
+            }
+            for _ in 0..steps {
+                sim.step(&mut rng, defined);
+                if let Err(e) = sim.check_safety() {
+                    panic!("{e}\n{}", sim.trace_text());
+                }
+            }
+            sim.settle(&mut rng);
+            let holders = sim.holders();
+            assert!(
+                holders > 0,
+                "nobody holds ACK after settling\n{}",
+                sim.trace_text()
+            );
+            let missing = sim.ring_without_ack();
+            assert!(
+                missing.is_empty(),
+                "nodes {missing:?} of the ring holding ACK do not hold it after settling\n{}",
+                sim.trace_text()
+            );
+            (steps, holders)
         }
     }
 }
@@ -1125,6 +1161,7 @@ pub(crate) mod sim {
 mod tests {
     use super::sim::Sim;
     use super::*;
+    use crate::sim::run_schedules;
     use crate::{Cluster, NodeInfo};
 
     fn nl(ids: &[NodeId]) -> Vec<NodeInfo> {
@@ -1479,11 +1516,30 @@ mod tests {
         assert_eq!(t.member(2, r(2, 8), &[2]).0, Ok(Vote::Ack));
     }
 
+    /// Randomized schedules of 2-8 nodes (by default seeds 1..=2000; see
+    /// `crate::sim` for `QNETD_SAFETY_SCHEDULES` / `QNETD_SAFETY_SEED`).
     #[test]
-    fn randomized_schedules_never_give_two_rings_ack() {
-        let (steps, max_holders) =
-            Sim::run_many(AlgorithmKind::Lms, 2000, 60, &[2, 3, 4, 5, 6], false);
-        assert_eq!(steps, 2000 * 60);
-        assert!(max_holders >= 2);
+    fn safety_randomized_schedules() {
+        let (mut steps, mut max_holders) = (0, 0);
+        let runs = run_schedules(
+            "lms::tests::safety_randomized_schedules",
+            2000,
+            |seed, tracing| {
+                let (s, holders) = Sim::run_one(
+                    AlgorithmKind::Lms,
+                    seed,
+                    tracing,
+                    60,
+                    &[2, 3, 4, 5, 6, 7, 8],
+                    false,
+                );
+                steps += s;
+                max_holders = max_holders.max(holders);
+            },
+        );
+        assert_eq!(steps as u64, runs * 60);
+        if runs >= 100 {
+            assert!(max_holders >= 2);
+        }
     }
 }
