@@ -602,22 +602,7 @@ mod tests {
     use super::*;
     use crate::Cluster;
 
-    fn nl(ids: &[NodeId]) -> Vec<NodeInfo> {
-        ids.iter().map(|&id| NodeInfo::new(id)).collect()
-    }
-
-    fn r(node: NodeId, seq: u64) -> RingId {
-        RingId::new(node, seq)
-    }
-
-    fn vi(node: NodeId, seq: u32, vote: Vote, ring: RingId) -> Action {
-        Action::SendVoteInfo {
-            node,
-            seq,
-            vote,
-            ring,
-        }
-    }
+    use crate::testutil::{nl, r, vi};
 
     /// A cluster under test, driven through [`Cluster`] like the server does.
     struct T {

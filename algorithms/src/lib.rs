@@ -17,6 +17,8 @@ pub mod lms;
 #[cfg(test)]
 mod sim;
 pub mod test_algo;
+#[cfg(test)]
+mod testutil;
 pub mod two_node_lms;
 mod types;
 

@@ -1162,24 +1162,9 @@ mod tests {
     use super::sim::Sim;
     use super::*;
     use crate::sim::run_schedules;
-    use crate::{Cluster, NodeInfo};
+    use crate::Cluster;
 
-    fn nl(ids: &[NodeId]) -> Vec<NodeInfo> {
-        ids.iter().map(|&id| NodeInfo::new(id)).collect()
-    }
-
-    fn r(node: NodeId, seq: u64) -> RingId {
-        RingId::new(node, seq)
-    }
-
-    fn vi(node: NodeId, seq: u32, vote: Vote, ring: RingId) -> Action {
-        Action::SendVoteInfo {
-            node,
-            seq,
-            vote,
-            ring,
-        }
-    }
+    use crate::testutil::{nl, r, vi};
 
     /// A cluster driven by hand.
     struct T {

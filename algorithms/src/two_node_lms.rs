@@ -122,24 +122,9 @@ mod tests {
     use super::*;
     use crate::lms::sim::Sim;
     use crate::sim::run_schedules;
-    use crate::{Cluster, Heuristics, NodeInfo, RingId, TieBreaker};
+    use crate::{Cluster, Heuristics, RingId, TieBreaker};
 
-    fn nl(ids: &[NodeId]) -> Vec<NodeInfo> {
-        ids.iter().map(|&id| NodeInfo::new(id)).collect()
-    }
-
-    fn r(node: NodeId, seq: u64) -> RingId {
-        RingId::new(node, seq)
-    }
-
-    fn vi(node: NodeId, seq: u32, vote: Vote, ring: RingId) -> Action {
-        Action::SendVoteInfo {
-            node,
-            seq,
-            vote,
-            ring,
-        }
-    }
+    use crate::testutil::{nl, r, vi};
 
     struct T {
         c: Cluster,
