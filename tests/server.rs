@@ -196,13 +196,10 @@ async fn garbage_bytes_get_unsupported_message_and_others_are_unharmed() {
     let mut bad = Client::connect(srv.addr).await.unwrap();
     // Type 0x4142 is no message type: the body is skipped, error 4 without seq.
     bad.send_raw(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ").await.unwrap();
-    match bad.recv().await.unwrap() {
-        Message::ServerError(e) => {
-            assert_eq!(e.error_code, Some(ErrorCode::UNSUPPORTED_MESSAGE));
-            assert_eq!(e.seq, None);
-        }
-        m => panic!("expected SERVER_ERROR, got {m:?}"),
-    }
+    assert_eq!(
+        expect_error(&mut bad, ErrorCode::UNSUPPORTED_MESSAGE).await,
+        None
+    );
     wait_log(&["unknown type", "error 4"]).await;
     assert_unharmed(&mut a1).await;
     assert_unharmed(&mut a2).await;
@@ -216,13 +213,10 @@ async fn messages_before_preinit_or_init_are_refused() {
     let mut c = Client::connect(srv.addr).await.unwrap();
     // NODE_LIST before INIT: error 11 with the seq echoed.
     c.send_config(&[1, 2], true).await.unwrap();
-    match c.recv().await.unwrap() {
-        Message::ServerError(e) => {
-            assert_eq!(e.error_code, Some(ErrorCode::INIT_REQUIRED));
-            assert_eq!(e.seq, Some(2));
-        }
-        m => panic!("expected SERVER_ERROR, got {m:?}"),
-    }
+    assert_eq!(
+        expect_error(&mut c, ErrorCode::INIT_REQUIRED).await,
+        Some(2)
+    );
     // INIT before PREINIT: INIT_REPLY with error 6.
     let p = params("gate", 1, TieBreaker::Lowest);
     c.send(&Message::Init(qnetd::client::init_message(3, &p)))
@@ -239,10 +233,7 @@ async fn messages_before_preinit_or_init_are_refused() {
     c.send(&Message::StartTls(qnetd::wire::StartTls { seq: Some(4) }))
         .await
         .unwrap();
-    match c.recv().await.unwrap() {
-        Message::ServerError(e) => assert_eq!(e.error_code, Some(ErrorCode::PREINIT_REQUIRED)),
-        m => panic!("expected SERVER_ERROR, got {m:?}"),
-    }
+    expect_error(&mut c, ErrorCode::PREINIT_REQUIRED).await;
     // A server-to-client type: error 8.
     c.send(&Message::VoteInfo(qnetd::wire::VoteInfo {
         seq: Some(5),
@@ -251,13 +242,10 @@ async fn messages_before_preinit_or_init_are_refused() {
     }))
     .await
     .unwrap();
-    match c.recv().await.unwrap() {
-        Message::ServerError(e) => {
-            assert_eq!(e.error_code, Some(ErrorCode::UNEXPECTED_MESSAGE));
-            assert_eq!(e.seq, Some(5));
-        }
-        m => panic!("expected SERVER_ERROR, got {m:?}"),
-    }
+    assert_eq!(
+        expect_error(&mut c, ErrorCode::UNEXPECTED_MESSAGE).await,
+        Some(5)
+    );
     wait_log(&["before a successful INIT", "error 11"]).await;
     assert_unharmed(&mut a1).await;
     srv.stop().await;
@@ -272,13 +260,10 @@ async fn oversized_length_is_refused_without_reading_it() {
     c.send_raw(&[0x00, 0x0a, 0x80, 0x00, 0x00, 0x00])
         .await
         .unwrap();
-    match c.recv().await.unwrap() {
-        Message::ServerError(e) => {
-            assert_eq!(e.error_code, Some(ErrorCode::MESSAGE_TOO_LONG));
-            assert_eq!(e.seq, None);
-        }
-        m => panic!("expected SERVER_ERROR, got {m:?}"),
-    }
+    assert_eq!(
+        expect_error(&mut c, ErrorCode::MESSAGE_TOO_LONG).await,
+        None
+    );
     // Exactly at the limit is accepted (32762-byte body), one more is not.
     let mut c2 = Client::connect(srv.addr).await.unwrap();
     let mut msg = vec![0x00, 0x00];
@@ -293,10 +278,7 @@ async fn oversized_length_is_refused_without_reading_it() {
     msg[5] += 1;
     msg.push(b'x');
     c3.send_raw(&msg).await.unwrap();
-    match c3.recv().await.unwrap() {
-        Message::ServerError(e) => assert_eq!(e.error_code, Some(ErrorCode::MESSAGE_TOO_LONG)),
-        m => panic!("expected SERVER_ERROR, got {m:?}"),
-    }
+    expect_error(&mut c3, ErrorCode::MESSAGE_TOO_LONG).await;
     wait_log(&["longer than max_client_receive_size", "error 5"]).await;
     assert_unharmed(&mut a1).await;
     srv.stop().await;
@@ -311,13 +293,10 @@ async fn truncated_tlv_gets_decode_error_with_seq() {
     c.send_raw(&hex("0000 0000000f 0000 0004 00000009 0001 0009 616263"))
         .await
         .unwrap();
-    match c.recv().await.unwrap() {
-        Message::ServerError(e) => {
-            assert_eq!(e.error_code, Some(ErrorCode::ERROR_DECODING_MSG));
-            assert_eq!(e.seq, Some(9));
-        }
-        m => panic!("expected SERVER_ERROR, got {m:?}"),
-    }
+    assert_eq!(
+        expect_error(&mut c, ErrorCode::ERROR_DECODING_MSG).await,
+        Some(9)
+    );
     // The connection stays usable.
     c.send(&Message::Preinit(Preinit {
         seq: Some(10),
@@ -392,10 +371,7 @@ async fn second_init_and_second_preinit_are_refused_and_state_kept() {
     }))
     .await
     .unwrap();
-    match n2.c.recv().await.unwrap() {
-        Message::ServerError(e) => assert_eq!(e.error_code, Some(ErrorCode::UNEXPECTED_MESSAGE)),
-        m => panic!("expected SERVER_ERROR, got {m:?}"),
-    }
+    expect_error(&mut n2.c, ErrorCode::UNEXPECTED_MESSAGE).await;
     wait_log(&["second INIT", "state kept"]).await;
     // The cluster still has nodes 1 and 2 with ffsplit, and decisions work.
     {

@@ -224,13 +224,7 @@ async fn plain_client_gets_tls_required() {
     c.send(&Message::Init(qnetd::client::init_message(2, &p)))
         .await
         .unwrap();
-    match c.recv().await.unwrap() {
-        Message::ServerError(e) => {
-            assert_eq!(e.error_code, Some(ErrorCode::TLS_REQUIRED));
-            assert_eq!(e.seq, Some(2));
-        }
-        m => panic!("expected SERVER_ERROR 3, got {m:?}"),
-    }
+    assert_eq!(expect_error(&mut c, ErrorCode::TLS_REQUIRED).await, Some(2));
     wait_log(&["cluster=plain", "TLS required"]).await;
     assert_unharmed(&mut a1).await;
     srv.stop().await;

@@ -220,3 +220,15 @@ pub async fn ffsplit_node(
     assert_eq!(r.vote, Some(Vote::NoChange));
     n
 }
+
+/// Receives the next message, which must be a SERVER_ERROR with `code`;
+/// returns its sequence number.
+pub async fn expect_error(c: &mut Client, code: ErrorCode) -> Option<u32> {
+    match c.recv().await.unwrap() {
+        qnetd::wire::Message::ServerError(e) => {
+            assert_eq!(e.error_code, Some(code), "error code");
+            e.seq
+        }
+        m => panic!("expected SERVER_ERROR {code}, got {m:?}"),
+    }
+}
