@@ -73,7 +73,7 @@ pub fn install() -> bool {
     metrics::describe_counter!(HEARTBEATS, "Echo requests (heartbeats) answered");
     metrics::describe_counter!(
         DECISIONS,
-        "Algorithm events that produced a decision, by algorithm and outcome"
+        "Decisions that changed a vote, by algorithm and reason"
     );
     metrics::describe_histogram!(
         DECISION_LATENCY,

@@ -567,9 +567,7 @@ impl<P: Peer> Session<P> {
         let started = std::time::Instant::now();
         let event_name = event.name();
         let entry = &mut *lock(&joined.cluster);
-        let outcome = entry.cluster.handle(joined.node, event, now_ms);
-        entry.dispatch(&outcome.actions);
-        let algorithm = entry.cluster.algorithm().label();
+        let outcome = entry.handle(joined.node, event, now_ms);
         match outcome.reply {
             Ok(vote) => {
                 debug!(event = event_name, vote = vote.label(), ring = %outcome.reply_ring, "replying");
@@ -577,12 +575,10 @@ impl<P: Peer> Session<P> {
                 let control = self.queue(reply(vote, outcome.reply_ring));
                 metrics::histogram!(crate::metrics::DECISION_LATENCY)
                     .record(started.elapsed().as_secs_f64());
-                metrics::counter!(crate::metrics::DECISIONS, "algorithm" => algorithm, "outcome" => vote.label()).increment(1);
                 control
             }
             Err(e) => {
                 warn!(event = event_name, error = %e, "algorithm refused the message; sending error {}", e.code());
-                metrics::counter!(crate::metrics::DECISIONS, "algorithm" => algorithm, "outcome" => "error").increment(1);
                 self.error(Some(seq), ErrorCode(e.code()))
             }
         }
@@ -591,10 +587,7 @@ impl<P: Peer> Session<P> {
     fn on_vote_info_reply(&mut self, seq: u32, now_ms: u64) -> Control {
         if let Some(joined) = &self.joined {
             let entry = &mut *lock(&joined.cluster);
-            let outcome = entry
-                .cluster
-                .handle(joined.node, Event::VoteInfoReply { seq }, now_ms);
-            entry.dispatch(&outcome.actions);
+            let outcome = entry.handle(joined.node, Event::VoteInfoReply { seq }, now_ms);
             if let Err(e) = outcome.reply {
                 warn!(error = %e, seq, "vote info reply refused; sending error {}", e.code());
                 return self.error(Some(seq), ErrorCode(e.code()));
@@ -607,8 +600,7 @@ impl<P: Peer> Session<P> {
     pub fn on_algo_timer(&mut self, now_ms: u64) {
         if let Some(joined) = &self.joined {
             let entry = &mut *lock(&joined.cluster);
-            let outcome = entry.cluster.handle(joined.node, Event::Timer, now_ms);
-            entry.dispatch(&outcome.actions);
+            entry.handle(joined.node, Event::Timer, now_ms);
         }
     }
 

@@ -61,7 +61,79 @@ pub struct ClusterEntry<P> {
     pub name: String,
 }
 
+/// Logs a decision that changed somebody's vote (one structured event per
+/// decision) and counts it by algorithm and reason.
+pub fn log_decision(
+    cluster: &str,
+    algorithm: qnetd_algorithms::AlgorithmKind,
+    trigger: NodeId,
+    event: &str,
+    decision: &qnetd_algorithms::DecisionRecord,
+    actions: &[Action],
+    reply: Option<qnetd_algorithms::Vote>,
+) {
+    use qnetd_algorithms::Vote;
+    let sent = actions
+        .iter()
+        .any(|a| matches!(a, Action::SendVoteInfo { .. }))
+        || matches!(reply, Some(Vote::Ack | Vote::Nack));
+    if !sent {
+        return;
+    }
+    let partitions: Vec<String> = decision
+        .partitions
+        .iter()
+        .map(|p| {
+            let nodes: Vec<String> = p.nodes.iter().map(|n| n.to_string()).collect();
+            format!("{} [{}] score {}", p.ring, nodes.join(","), p.score)
+        })
+        .collect();
+    let winner = decision
+        .winner
+        .map(|w| w.to_string())
+        .unwrap_or_else(|| "none".into());
+    tracing::info!(
+        cluster,
+        algorithm = algorithm.label(),
+        trigger_node = trigger,
+        event,
+        winner = %winner,
+        reason = decision.reason,
+        ack_pending = decision.pending,
+        partitions = %partitions.join("; "),
+        "decision"
+    );
+    metrics::counter!(crate::metrics::DECISIONS, "algorithm" => algorithm.label(), "reason" => decision.reason)
+        .increment(1);
+}
+
 impl<P: Peer> ClusterEntry<P> {
+    /// Runs the algorithm on an event from client `node`, logs the decision
+    /// it took (if it changed a vote) and queues the resulting VOTE_INFOs.
+    /// The caller queues the reply afterwards, still under the lock.
+    pub fn handle(
+        &mut self,
+        node: NodeId,
+        event: qnetd_algorithms::Event,
+        now_ms: u64,
+    ) -> qnetd_algorithms::Outcome {
+        let event_name = event.name();
+        let outcome = self.cluster.handle(node, event, now_ms);
+        if let Some(d) = &outcome.decision {
+            log_decision(
+                &self.name,
+                self.cluster.algorithm(),
+                node,
+                event_name,
+                d,
+                &outcome.actions,
+                outcome.reply.ok(),
+            );
+        }
+        self.dispatch(&outcome.actions);
+        outcome
+    }
+
     /// Carries out algorithm actions: queues VOTE_INFOs and timer changes for
     /// their clients. A client whose queue is full is kicked (the reference's
     /// policy); its disconnect then lets the algorithm re-decide.
@@ -211,7 +283,21 @@ impl<P: Peer> Table<P> {
             if entry.peers.remove(&node).is_some() {
                 self.clients.fetch_sub(1, Ordering::Relaxed);
             }
-            let actions = entry.cluster.leave(node, server_going_down, now_ms);
+            let (actions, decision) =
+                entry
+                    .cluster
+                    .leave_with_decision(node, server_going_down, now_ms);
+            if let Some(d) = &decision {
+                log_decision(
+                    &entry.name,
+                    entry.cluster.algorithm(),
+                    node,
+                    "disconnect",
+                    d,
+                    &actions,
+                    None,
+                );
+            }
             entry.dispatch(&actions);
             entry.cluster.is_empty()
         };

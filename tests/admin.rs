@@ -302,6 +302,12 @@ async fn metrics_after_a_split() {
     );
     assert!(sample(&m, "qnetd_decision_latency_seconds_count") >= 1.0);
     assert!(
+        sample(
+            &m,
+            "qnetd_decisions_total{algorithm=\"ffsplit\",reason=\"tie_breaker\"}"
+        ) >= 1.0
+    );
+    assert!(
         m.contains("# TYPE qnetd_decision_latency_seconds histogram"),
         "{m}"
     );

@@ -134,6 +134,15 @@ async fn two_node_split_lowest_wins_and_nack_precedes_ack() {
     let v = n1.c.recv_vote_info().await.unwrap();
     assert_eq!(v.vote, Some(Vote::Ack));
     assert_eq!(v.ring_id, Some(RingId::new(1, 12)));
+    // The decision log says who won and why.
+    wait_log(&[
+        "decision",
+        "cluster=\"split-lowest\"",
+        "winner=1.c",
+        "reason=\"tie_breaker\"",
+        "partitions=1.c [1] score 1; 2.c [2] score 1",
+    ])
+    .await;
     srv.stop().await;
 }
 

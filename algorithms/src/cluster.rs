@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    new_algorithm, Action, AlgoError, Algorithm, AlgorithmKind, Ctx, Event, Heuristics, NodeId,
-    NodeInfo, RingId, TieBreaker, Vote,
+    new_algorithm, Action, AlgoError, Algorithm, AlgorithmKind, Ctx, DecisionRecord, Event,
+    Heuristics, NodeId, NodeInfo, RingId, TieBreaker, Vote,
 };
 
 /// What the server knows about one connected, initialised client.
@@ -107,6 +107,8 @@ pub struct Outcome {
     pub reply_ring: RingId,
     /// VOTE_INFOs to send and timers to arm, in order.
     pub actions: Vec<Action>,
+    /// The decision the event led to, if the algorithm took one.
+    pub decision: Option<DecisionRecord>,
 }
 
 /// The state of one cluster and its algorithm.
@@ -229,6 +231,7 @@ impl Cluster {
                 reply: Err(AlgoError::Internal),
                 reply_ring: RingId::default(),
                 actions: Vec::new(),
+                decision: None,
             };
         };
         let mut actions = Vec::new();
@@ -238,12 +241,14 @@ impl Cluster {
             now_ms,
         };
         let reply = self.algorithm.on_event(&ctx, node, &event, &mut actions);
+        let decision = self.algorithm.take_decision();
         self.record_actions(&actions, now_ms);
         let Some(client) = self.clients.get_mut(&node) else {
             return Outcome {
                 reply: Err(AlgoError::Internal),
                 reply_ring: prev_ring,
                 actions,
+                decision,
             };
         };
         if let Ok(vote) = reply {
@@ -288,6 +293,7 @@ impl Cluster {
             reply,
             reply_ring: client.ring,
             actions,
+            decision,
         }
     }
 
@@ -295,8 +301,19 @@ impl Cluster {
     /// new votes to the remaining clients). Returns those actions; actions
     /// addressed to the leaving node are dropped.
     pub fn leave(&mut self, node: NodeId, server_going_down: bool, now_ms: u64) -> Vec<Action> {
+        self.leave_with_decision(node, server_going_down, now_ms).0
+    }
+
+    /// [`leave`](Cluster::leave), also returning the decision the departure
+    /// led to, if any.
+    pub fn leave_with_decision(
+        &mut self,
+        node: NodeId,
+        server_going_down: bool,
+        now_ms: u64,
+    ) -> (Vec<Action>, Option<DecisionRecord>) {
         if !self.clients.contains_key(&node) {
-            return Vec::new();
+            return (Vec::new(), None);
         }
         let mut actions = Vec::new();
         let ctx = Ctx {
@@ -306,10 +323,11 @@ impl Cluster {
         };
         self.algorithm
             .on_leave(&ctx, node, server_going_down, &mut actions);
+        let decision = self.algorithm.take_decision();
         self.clients.remove(&node);
         actions.retain(|a| action_target(a) != node);
         self.record_actions(&actions, now_ms);
-        actions
+        (actions, decision)
     }
 
     fn record_actions(&mut self, actions: &[Action], now_ms: u64) {

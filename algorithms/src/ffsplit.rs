@@ -53,8 +53,9 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    contains_node, heuristics_score, Action, AlgoError, Algorithm, AlgorithmKind, ClientInfo, Ctx,
-    Event, Heuristics, NodeId, NodeInfo, RingId, TieBreaker, Vote,
+    contains_node, heuristics_score, same_node_set, Action, AlgoError, Algorithm, AlgorithmKind,
+    ClientInfo, Ctx, DecisionRecord, Event, Heuristics, NodeId, NodeInfo, PartitionScore, RingId,
+    TieBreaker, Vote,
 };
 
 /// Where the cluster is in its current voting round.
@@ -104,6 +105,8 @@ pub struct Ffsplit {
     quorate_partition: Vec<NodeInfo>,
     /// Data of every client of the cluster, by node id.
     clients: BTreeMap<NodeId, ClientData>,
+    /// The decision of the last call, for the decision log.
+    last_decision: Option<DecisionRecord>,
 }
 
 /// One client's view as a decision sees it: the event's data for the
@@ -240,14 +243,15 @@ fn preferred_node(tie_breaker: TieBreaker, config: &[NodeInfo]) -> Option<NodeId
 }
 
 /// `CMP(X, B)` of §5.1: whether `x`'s partition beats `best`'s (or the empty
-/// candidate when `best` is `None`).
+/// candidate when `best` is `None`), and the step that decided it (for the
+/// decision log).
 fn beats(
     ctx: &Ctx<'_>,
     x: &View<'_>,
     best: Option<&View<'_>>,
     quorate_partition: &[NodeInfo],
     kap: bool,
-) -> bool {
+) -> (bool, &'static str) {
     // Sizes count list entries, as the reference does.
     let configured = x.config.len();
     let members = x.membership.len();
@@ -255,48 +259,64 @@ fn beats(
 
     // Odd clusters never tie; even ones decide on size unless exactly 50:50.
     if configured % 2 == 1 || members != half {
-        return members > half;
+        return (members > half, "majority");
     }
 
     // 50:50 split. 1-2: heuristics score.
     let (x_active, x_score) = partition_stats(ctx, x);
     let (b_active, b_score) = best.map_or((0, 0), |b| partition_stats(ctx, b));
     if x_score != b_score {
-        return x_score > b_score;
+        return (x_score > b_score, "heuristics");
     }
     // 3: more connected clients.
     if x_active != b_active {
-        return x_active > b_active;
+        return (x_active > b_active, "connected_nodes");
     }
     // 4: keep the active partition, judged by the two compared clients.
     if let (true, Some(b)) = (kap, best) {
         let x_was_quorate = contains_node(quorate_partition, x.node);
         let b_was_quorate = contains_node(quorate_partition, b.node);
         if x_was_quorate != b_was_quorate {
-            return x_was_quorate;
+            return (x_was_quorate, "keep_active_partition");
         }
     }
     // 5: the tie-breaker; `best` is not examined.
-    preferred_node(ctx.tie_breaker, x.config).is_some_and(|p| contains_node(x.membership, p))
+    let wins =
+        preferred_node(ctx.tie_breaker, x.config).is_some_and(|p| contains_node(x.membership, p));
+    (wins, "tie_breaker")
 }
 
 /// Partition selection (§5.1 step 3): the view whose membership list is the
-/// chosen partition, or `None` if no partition may become quorate.
+/// chosen partition (or `None` if no partition may become quorate), and the
+/// step that decided against the last rival partition.
 fn select_partition<'v, 'a>(
     ctx: &Ctx<'_>,
     views: &'v [View<'a>],
     quorate_partition: &[NodeInfo],
-) -> Option<&'v View<'a>> {
+) -> (Option<&'v View<'a>>, &'static str) {
     // KAP applies only if every client of the cluster (a leaving one
     // included, it is still listed) enabled it.
     let kap = ctx.clients.values().all(|c| c.kap);
     let mut best: Option<&View<'a>> = None;
+    let mut reason = "single_partition";
     for x in views {
-        if beats(ctx, x, best, quorate_partition, kap) {
+        let (wins, step) = beats(ctx, x, best, quorate_partition, kap);
+        let rival = match best {
+            // A member of the current best partition is no rival.
+            Some(b) => !same_node_set(b.membership, x.membership),
+            None => false,
+        };
+        if rival || (best.is_none() && !wins) {
+            reason = step;
+        }
+        if wins {
             best = Some(x);
         }
     }
-    best
+    if best.is_none() {
+        reason = "no_partition_eligible";
+    }
+    (best, reason)
 }
 
 /// Queues `VOTE_INFO(vote)` for `view`'s client with its next seq and
@@ -345,9 +365,19 @@ impl Ffsplit {
             return Vote::WaitForReply;
         }
 
-        let selected: Vec<NodeInfo> = select_partition(ctx, &views, &self.quorate_partition)
-            .map(|best| best.membership.to_vec())
-            .unwrap_or_default();
+        let (best, reason) = select_partition(ctx, &views, &self.quorate_partition);
+        let winner = best.map(|b| b.ring);
+        let selected: Vec<NodeInfo> = best.map(|b| b.membership.to_vec()).unwrap_or_default();
+        let mut partitions: Vec<PartitionScore> = Vec::new();
+        for v in &views {
+            if !partitions.iter().any(|p| p.ring == v.ring) {
+                partitions.push(PartitionScore {
+                    ring: v.ring,
+                    nodes: v.membership.iter().map(|n| n.node_id).collect(),
+                    score: partition_stats(ctx, v).1,
+                });
+            }
+        }
         self.quorate_partition = selected;
 
         // Step 5: the leaving client has nothing outstanding any more; the
@@ -368,9 +398,16 @@ impl Ffsplit {
 
         // Steps 6-7: NACKs first; ACKs right away only if nobody got a NACK.
         self.state = ClusterState::SendingNacks;
-        if self.send_nacks(&views, actions) == 0 {
+        let nacks = self.send_nacks(&views, actions);
+        if nacks == 0 {
             self.start_sending_acks(&views, actions);
         }
+        self.last_decision = Some(DecisionRecord {
+            partitions,
+            winner,
+            reason,
+            pending: nacks > 0 && winner.is_some(),
+        });
         Vote::NoChange
     }
 
@@ -481,6 +518,10 @@ fn valid_list(nodes: &[NodeInfo], node: NodeId) -> bool {
 impl Algorithm for Ffsplit {
     fn kind(&self) -> AlgorithmKind {
         AlgorithmKind::Ffsplit
+    }
+
+    fn take_decision(&mut self) -> Option<DecisionRecord> {
+        self.last_decision.take()
     }
 
     fn on_join(&mut self, ctx: &Ctx<'_>, node: NodeId) {

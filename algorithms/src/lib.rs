@@ -12,6 +12,8 @@
 //! cluster's nodes behind the [`Algorithm`] trait.
 
 mod cluster;
+#[cfg(test)]
+mod decision_tests;
 pub mod ffsplit;
 pub mod lms;
 #[cfg(test)]
@@ -22,7 +24,7 @@ mod testutil;
 pub mod two_node_lms;
 mod types;
 
-pub use cluster::{ClientInfo, Cluster, JoinError};
+pub use cluster::{ClientInfo, Cluster, JoinError, Outcome};
 pub use types::*;
 
 use std::collections::BTreeMap;
@@ -45,6 +47,34 @@ pub enum Action {
     ArmTimer { node: NodeId, after_ms: u64 },
     /// Cancel `node`'s algorithm timer, if armed.
     CancelTimer { node: NodeId },
+}
+
+/// A partition as a decision saw it, for the decision log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionScore {
+    pub ring: RingId,
+    /// The partition's nodes (its membership list, or its connected clients).
+    pub nodes: Vec<NodeId>,
+    /// Heuristics score (per connected node: 1 + pass − fail).
+    pub score: i64,
+}
+
+/// Why an algorithm gave the vote where it did, for the decision log: so an
+/// operator can answer "why did node 2 lose?" from the log alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecisionRecord {
+    /// Every partition considered.
+    pub partitions: Vec<PartitionScore>,
+    /// The partition chosen to hold the vote, if any.
+    pub winner: Option<RingId>,
+    /// What decided: `single_partition`; ffsplit: `majority` (more than half
+    /// the configured nodes), then for a 50:50 split `heuristics`,
+    /// `connected_nodes`, `keep_active_partition`, `tie_breaker`; lms and
+    /// 2nodelms: `score` (nodes plus heuristics), `size`, `tie_breaker`; or
+    /// `no_partition_eligible`.
+    pub reason: &'static str,
+    /// The winner's ACK waits until the previous holders acknowledged NACK.
+    pub pending: bool,
 }
 
 /// An input for the algorithm of one cluster, about one of its clients.
@@ -175,6 +205,12 @@ pub trait Algorithm: Send + fmt::Debug {
         event: &Event,
         actions: &mut Vec<Action>,
     ) -> Result<Vote, AlgoError>;
+
+    /// The decision taken by the last call, if it took one (default: the
+    /// algorithm does not report decisions).
+    fn take_decision(&mut self) -> Option<DecisionRecord> {
+        None
+    }
 
     /// Client `node` disconnects. It is still listed in `ctx.clients`; it is
     /// removed right after this call. `server_going_down` is set when the

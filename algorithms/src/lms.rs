@@ -92,8 +92,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
-    contains_node, heuristics_score, Action, AlgoError, Algorithm, AlgorithmKind, Ctx, Event,
-    Heuristics, NodeId, NodeInfo, RingId, TieBreaker, Vote,
+    contains_node, heuristics_score, Action, AlgoError, Algorithm, AlgorithmKind, Ctx,
+    DecisionRecord, Event, Heuristics, NodeId, NodeInfo, PartitionScore, RingId, TieBreaker, Vote,
 };
 
 /// The lms algorithm: one [`Engine`] in which departed clients hold NACK.
@@ -105,6 +105,10 @@ pub struct Lms {
 impl Algorithm for Lms {
     fn kind(&self) -> AlgorithmKind {
         AlgorithmKind::Lms
+    }
+
+    fn take_decision(&mut self) -> Option<crate::DecisionRecord> {
+        self.engine.take_decision()
     }
 
     fn on_join(&mut self, _ctx: &Ctx<'_>, node: NodeId) {
@@ -226,6 +230,8 @@ enum Decision {
         ring: Option<RingId>,
         excluded: BTreeSet<RingId>,
         granted: bool,
+        /// The same, for the decision log.
+        record: DecisionRecord,
     },
 }
 
@@ -245,9 +251,16 @@ pub(crate) struct Engine {
     ghosts: Vec<Ghost>,
     /// Departed clients that may hold ACK become ghosts (2nodelms).
     keep_departed_ack: bool,
+    /// The decision of the last evaluation, for the decision log.
+    last_decision: Option<DecisionRecord>,
 }
 
 impl Engine {
+    /// The decision of the last evaluation, if one was taken.
+    pub(crate) fn take_decision(&mut self) -> Option<DecisionRecord> {
+        self.last_decision.take()
+    }
+
     pub(crate) fn new(keep_departed_ack: bool) -> Self {
         Engine {
             keep_departed_ack,
@@ -339,6 +352,9 @@ impl Engine {
     ) -> Vote {
         self.prune_ghosts(views);
         let decision = self.decide(views, ctx.tie_breaker);
+        if let Decision::Winner { record, .. } = &decision {
+            self.last_decision = Some(record.clone());
+        }
         let mut reply = Vote::NoChange;
         let mut trigger_ready = false;
         for v in views {
@@ -354,6 +370,7 @@ impl Engine {
                     ring,
                     excluded,
                     granted,
+                    ..
                 } => {
                     if *ring == Some(v.ring) {
                         if *granted {
@@ -465,12 +482,26 @@ impl Engine {
             .values()
             .filter(|p| !excluded.contains(&p.ring))
             .collect();
-        let ring = rank(&candidates, tie_breaker);
+        let ranked = rank(&candidates, tie_breaker);
+        let ring = ranked.map(|(r, _)| r);
         let granted = ring.is_some_and(|w| self.may_grant(views, w));
         Decision::Winner {
             ring,
             excluded,
             granted,
+            record: DecisionRecord {
+                partitions: parts
+                    .values()
+                    .map(|p| PartitionScore {
+                        ring: p.ring,
+                        nodes: p.clients.clone(),
+                        score: p.score,
+                    })
+                    .collect(),
+                winner: ring,
+                reason: ranked.map_or("no_partition_eligible", |(_, why)| why),
+                pending: ring.is_some() && !granted,
+            },
         }
     }
 
@@ -624,7 +655,10 @@ fn collect_views<'a>(
 
 /// Picks the winning partition: only one, else best score, else largest
 /// among the best-scored, else the tie-breaker among those still tied.
-fn rank(parts: &[&Partition], tie_breaker: TieBreaker) -> Option<RingId> {
+fn rank(parts: &[&Partition], tie_breaker: TieBreaker) -> Option<(RingId, &'static str)> {
+    if let [only] = parts {
+        return Some((only.ring, "single_partition"));
+    }
     let best_score = parts.iter().map(|p| p.score).max()?;
     let tied: Vec<&Partition> = parts
         .iter()
@@ -632,7 +666,7 @@ fn rank(parts: &[&Partition], tie_breaker: TieBreaker) -> Option<RingId> {
         .filter(|p| p.score == best_score)
         .collect();
     if let [only] = tied.as_slice() {
-        return Some(only.ring);
+        return Some((only.ring, "score"));
     }
     let best_size = tied.iter().map(|p| p.clients.len()).max()?;
     let tied: Vec<&Partition> = tied
@@ -640,7 +674,7 @@ fn rank(parts: &[&Partition], tie_breaker: TieBreaker) -> Option<RingId> {
         .filter(|p| p.clients.len() == best_size)
         .collect();
     if let [only] = tied.as_slice() {
-        return Some(only.ring);
+        return Some((only.ring, "size"));
     }
     let lowest = || {
         tied.iter()
@@ -648,7 +682,7 @@ fn rank(parts: &[&Partition], tie_breaker: TieBreaker) -> Option<RingId> {
             .min()
             .map(|(_, r)| r)
     };
-    match tie_breaker {
+    let ring = match tie_breaker {
         TieBreaker::Lowest => lowest(),
         TieBreaker::Highest => tied
             .iter()
@@ -660,7 +694,8 @@ fn rank(parts: &[&Partition], tie_breaker: TieBreaker) -> Option<RingId> {
             .find(|p| p.clients.contains(&n) || p.members.contains(&n))
             .map(|p| p.ring)
             .or_else(lowest),
-    }
+    };
+    ring.map(|r| (r, "tie_breaker"))
 }
 
 /// A deterministic model of qdevice clients, the network and corosync

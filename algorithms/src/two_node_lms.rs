@@ -80,6 +80,10 @@ impl Algorithm for TwoNodeLms {
         AlgorithmKind::TwoNodeLms
     }
 
+    fn take_decision(&mut self) -> Option<crate::DecisionRecord> {
+        self.engine.take_decision()
+    }
+
     fn on_join(&mut self, _ctx: &Ctx<'_>, node: NodeId) {
         self.engine.join(node);
     }
