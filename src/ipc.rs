@@ -4,8 +4,9 @@
 //! One request per connection: the client writes one line; the server
 //! answers `OK\n` and the body, or `Error\n` and a message, then closes.
 //! Commands (case-insensitive): `status [verbose]`, `list [verbose]
-//! [cluster NAME]`, `shutdown`, as the reference; and `json`, qnetd's
-//! structured request, which returns the status model as JSON (used by
+//! [cluster NAME]`, `shutdown`, as the reference; and qnetd's structured
+//! requests `protobuf` (the status model encoded with
+//! `proto/qnetd/status.proto`) and `json` (the same model as JSON, used by
 //! `qnetd status`). Tokens are separated by white space; double quotes and
 //! backslash escapes group and escape characters, as the reference's lexer.
 
@@ -72,6 +73,7 @@ pub enum Request {
     },
     Shutdown,
     Json,
+    Protobuf,
 }
 
 /// Parses a request line; the error is the reference's message.
@@ -102,35 +104,37 @@ pub fn parse(line: &str) -> Result<Request, String> {
         }
         "shutdown" => Ok(Request::Shutdown),
         "json" => Ok(Request::Json),
+        "protobuf" => Ok(Request::Protobuf),
         _ => Err(format!("Unknown command '{cmd}'")),
     }
 }
 
-/// Answers one request: the full reply text.
-pub fn answer(ctx: &ServerCtx, line: &str) -> (String, bool) {
+/// Answers one request: the full reply, and whether to shut down after it.
+pub fn answer(ctx: &ServerCtx, line: &str) -> (Vec<u8>, bool) {
+    let text = |t: String| (t.into_bytes(), false);
     match parse(line) {
-        Err(e) => (format!("Error\n{e}\n"), false),
-        Ok(Request::Shutdown) => ("OK\n".into(), true),
+        Err(e) => text(format!("Error\n{e}\n")),
+        Ok(Request::Shutdown) => (b"OK\n".to_vec(), true),
         Ok(Request::Status { verbose }) => {
             let st = status::snapshot(ctx);
-            (format!("OK\n{}", status::tool_status(&st, verbose)), false)
+            text(format!("OK\n{}", status::tool_status(&st, verbose)))
         }
         Ok(Request::List { verbose, cluster }) => {
             let st = status::snapshot(ctx);
-            (
-                format!(
-                    "OK\n{}",
-                    status::tool_list(&st, verbose, cluster.as_deref())
-                ),
-                false,
-            )
+            text(format!(
+                "OK\n{}",
+                status::tool_list(&st, verbose, cluster.as_deref())
+            ))
         }
-        Ok(Request::Json) => {
-            let st = status::snapshot(ctx);
-            match serde_json::to_string_pretty(&st) {
-                Ok(j) => (format!("OK\n{j}\n"), false),
-                Err(e) => (format!("Error\nInternal error: {e}\n"), false),
-            }
+        Ok(Request::Json) => match serde_json::to_string_pretty(&status::snapshot(ctx)) {
+            Ok(j) => text(format!("OK\n{j}\n")),
+            Err(e) => text(format!("Error\nInternal error: {e}\n")),
+        },
+        Ok(Request::Protobuf) => {
+            use qnetd_proto::Message;
+            let mut out = b"OK\n".to_vec();
+            out.extend_from_slice(&status::snapshot(ctx).encode_to_vec());
+            (out, false)
         }
     }
 }
@@ -230,7 +234,7 @@ async fn handle(mut stream: UnixStream, ctx: &ServerCtx) -> io::Result<()> {
     let (reply, shutdown) = match read {
         Err(_) => return Ok(()),
         Ok(Err(e)) => return Err(e),
-        Ok(Ok(false)) => ("Error\nCommand too long\n".to_string(), false),
+        Ok(Ok(false)) => (b"Error\nCommand too long\n".to_vec(), false),
         Ok(Ok(true)) => {
             let end = line.iter().position(|b| *b == b'\n').unwrap_or(line.len());
             let text = String::from_utf8_lossy(&line[..end]).into_owned();
@@ -243,7 +247,7 @@ async fn handle(mut stream: UnixStream, ctx: &ServerCtx) -> io::Result<()> {
             .write_all(b"Error\nInternal IPC buffer too small\n")
             .await?;
     } else {
-        stream.write_all(reply.as_bytes()).await?;
+        stream.write_all(&reply).await?;
     }
     stream.shutdown().await?;
     if shutdown {

@@ -4,106 +4,23 @@
 //! reference's `status` and `list`), the JSON of `qnetd status --json`, and
 //! the human-readable tables of `qnetd status`.
 //!
-//! JSON field names are part of the interface (docs/status.md); add fields,
-//! never rename them.
+//! The model is the protobuf schema `proto/qnetd/status.proto` (crate
+//! `qnetd-proto`); JSON uses the same field names (docs/status.md). Add
+//! fields, never rename them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use qnetd_algorithms::{AlgorithmKind, Heuristics, TieBreaker, Vote};
-use serde::{Deserialize, Serialize};
 
 use crate::config::{Settings, TlsMode};
 use crate::server::ServerCtx;
 use crate::session::display_name;
 use crate::table::lock;
 
-/// The whole server.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ServerStatus {
-    pub version: String,
-    pub uptime_seconds: u64,
-    /// Listen address as configured (`*` for all addresses) and port.
-    pub listen_address: String,
-    pub port: u16,
-    /// `off`, `on` or `required`.
-    pub tls: String,
-    pub client_cert_required: bool,
-    /// Open client connections, initialised or not.
-    pub connected_clients: usize,
-    /// Clients that completed INIT.
-    pub initialised_clients: usize,
-    /// 0 = unlimited.
-    pub max_clients: usize,
-    pub max_send_size: usize,
-    pub max_receive_size: usize,
-    pub clusters: Vec<ClusterStatus>,
-}
-
-/// One cluster.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ClusterStatus {
-    pub name: String,
-    /// `ffsplit`, `lms`, `2nodelms` or `test`.
-    pub algorithm: String,
-    /// `lowest`, `highest` or `node <id>`.
-    pub tie_breaker: String,
-    /// Keep-active-partition tie-breaker in effect (every client has it on,
-    /// ffsplit).
-    pub kap: bool,
-    pub nodes: Vec<NodeStatus>,
-    pub partitions: Vec<PartitionStatus>,
-}
-
-/// One connected, initialised node of a cluster.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct NodeStatus {
-    pub node_id: u32,
-    pub address: String,
-    /// `<hex node>.<hex seq>`, as corosync prints it.
-    pub ring_id: String,
-    pub heartbeat_interval_ms: u32,
-    pub config_version: Option<u64>,
-    pub config_nodes: Vec<ConfigNode>,
-    pub membership: Vec<u32>,
-    /// `undefined`, `pass` or `fail`: the most recent result.
-    pub heuristics: String,
-    pub membership_heuristics: String,
-    pub regular_heuristics: String,
-    pub tls_active: bool,
-    pub client_certificate_verified: bool,
-    pub kap: bool,
-    /// The last vote sent: `ack`, `nack`, `ask_later`, `wait_for_reply`,
-    /// `no_change`, or null before any.
-    pub last_vote: Option<String>,
-    /// The last ACK or NACK sent.
-    pub last_ack_nack: Option<String>,
-    /// Seconds since the last vote was sent.
-    pub last_vote_age_seconds: Option<u64>,
-    pub connected_seconds: u64,
-}
-
-/// A configured node as the client reported it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ConfigNode {
-    pub node_id: u32,
-    /// 0 when not set.
-    pub data_center_id: u32,
-}
-
-/// Connected nodes that report the same ring id.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct PartitionStatus {
-    pub ring_id: String,
-    /// Connected nodes reporting this ring.
-    pub nodes: Vec<u32>,
-    /// The membership list those nodes report.
-    pub membership: Vec<u32>,
-    /// Heuristics score: for each connected node, 1 + pass − fail.
-    pub score: i64,
-    /// Whether the last ACK/NACK sent to every node of the partition is ACK.
-    pub holds_vote: bool,
-}
+pub use qnetd_proto::status::{
+    ClusterStatus, ConfigNode, NodeStatus, PartitionStatus, ServerStatus,
+};
 
 fn heuristics_label(h: Heuristics) -> String {
     match h {
@@ -202,14 +119,14 @@ pub fn snapshot(ctx: &ServerCtx) -> ServerStatus {
         version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_seconds: now / 1000,
         listen_address: s.listen_address.clone().unwrap_or_else(|| "*".into()),
-        port: ctx.port,
+        port: u32::from(ctx.port),
         tls: tls_label(s.tls),
         client_cert_required: s.client_cert_required,
-        connected_clients: ctx.connections.load(std::sync::atomic::Ordering::Relaxed),
-        initialised_clients: ctx.table.client_count(),
-        max_clients: s.max_clients,
-        max_send_size: s.max_client_send_size,
-        max_receive_size: s.max_client_receive_size,
+        connected_clients: ctx.connections.load(std::sync::atomic::Ordering::Relaxed) as u64,
+        initialised_clients: ctx.table.client_count() as u64,
+        max_clients: s.max_clients as u64,
+        max_send_size: s.max_client_send_size as u64,
+        max_receive_size: s.max_client_receive_size as u64,
         clusters: clusters.into_iter().map(|(_, c)| c).collect(),
     }
 }

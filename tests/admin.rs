@@ -319,3 +319,33 @@ async fn metrics_after_a_split() {
     assert!(out.starts_with("HTTP/1.0 404"), "{out}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn protobuf_status_matches_json_status() {
+    use qnetd_proto::Message;
+    let srv = TestServer::start().await;
+    let sock = srv.ctx.settings.local_socket_file.clone();
+    let (_n1, _n2) = split_cluster(&srv, "pb").await;
+    let mut s = UnixStream::connect(&sock).await.unwrap();
+    s.write_all(b"protobuf\n").await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let body = out.strip_prefix(b"OK\n").expect("OK reply");
+    let from_pb = ServerStatus::decode(body).unwrap();
+    let json = ask(&sock, "json\n").await;
+    let from_json: ServerStatus = serde_json::from_str(json.strip_prefix("OK\n").unwrap()).unwrap();
+    // Uptime may tick between the two requests; everything else is equal.
+    assert_eq!(
+        ServerStatus {
+            uptime_seconds: 0,
+            ..from_pb.clone()
+        },
+        ServerStatus {
+            uptime_seconds: 0,
+            ..from_json
+        }
+    );
+    assert_eq!(from_pb.clusters[0].name, "pb");
+    assert_eq!(from_pb.clusters[0].partitions.len(), 2);
+    srv.stop().await;
+}

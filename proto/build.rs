@@ -1,0 +1,16 @@
+//! Compiles qnetd/status.proto with protox (pure Rust, no protoc) and
+//! generates the Rust types with prost, deriving serde for the JSON form.
+
+fn main() {
+    println!("cargo:rerun-if-changed=qnetd/status.proto");
+    let fds = match protox::compile(["qnetd/status.proto"], ["."]) {
+        Ok(f) => f,
+        Err(e) => panic!("qnetd/status.proto does not compile: {e}"),
+    };
+    let mut config = prost_build::Config::new();
+    config.type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]");
+    config.type_attribute(".", "#[serde(default)]");
+    if let Err(e) = config.compile_fds(fds) {
+        panic!("generating Rust code from qnetd/status.proto failed: {e}");
+    }
+}
