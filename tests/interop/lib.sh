@@ -160,6 +160,16 @@ assert_node_field_not() {
     done
 }
 
+# assert_node_field_match NODES FIELD REGEX   (bash =~, e.g. '^Fail ')
+assert_node_field_match() {
+    local n v
+    for n in $(_nodes "$1"); do
+        v=$(node_field "$n" "$2")
+        if [[ "$v" =~ $3 ]]; then _ok "node$n $2: expected to match /$3/, seen '$v'"
+        else _fail "node$n $2: expected to match /$3/, seen '$v'"; fi
+    done
+}
+
 # summary_field NODE KEY: KEY=value from the summary of the last observe
 #   keys: final (quorate at the end), first_inquorate, quorate_throughout
 summary_field() {
@@ -201,8 +211,10 @@ assert_server_alive() {
 # ---------------------------------------------------------------------------
 
 # wait_cluster KIND NODES [TIMEOUT]: cluster wait-quorate|wait-inquorate|wait-ack|wait-nack|wait-novote
+# NODES may use ranges (1-4); the harness itself only takes "1,2,3" or "all"
 wait_cluster() {
-    must "$1 $2 (within ${3:-$WAIT_TIMEOUT}s)" cluster "$1" "$2" --timeout "${3:-$WAIT_TIMEOUT}"
+    local nodes; nodes=$(_nodes "$2"); nodes=${nodes// /,}
+    must "$1 $2 (within ${3:-$WAIT_TIMEOUT}s)" cluster "$1" "$nodes" --timeout "${3:-$WAIT_TIMEOUT}"
 }
 
 # wait_until DESC TIMEOUT JQ_FILTER: poll `cluster status --json` until the
