@@ -92,6 +92,26 @@ show_server_view() {
     fi
 }
 
+# assert_tool_vote NODE VOTE: the real corosync-qnetd-tool, asked on the
+# server's socket (`-l`), shows VOTE (ACK|NACK) as the last ACK/NACK sent to
+# NODE. Works for both servers: ours speaks the tool's protocol.
+assert_tool_vote() {
+    local node=$1 want=$2 out rc=0 line got
+    out=$(server_tool -l 2>&1) || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        _fail "corosync-qnetd-tool -l on the server socket failed (rc=$rc): $(printf '%s' "$out" | head -n 2 | tr '\n' ' ')"
+        return 0
+    fi
+    line=$(printf '%s\n' "$out" | awk -v n="    Node ID $node:" '$0 == n {f = 1; next} /^    Node ID/ {f = 0} f && /Vote:/ {print; exit}')
+    # "Vote: <last vote> (<last ACK/NACK>)" or "Vote: <last vote>"
+    if [[ "$line" =~ \(([A-Z]+)\)$ ]]; then
+        got=${BASH_REMATCH[1]}
+    else
+        got=$(printf '%s' "$line" | sed 's/.*Vote:[[:space:]]*//')
+    fi
+    assert_eq "corosync-qnetd-tool -l: last ACK/NACK of node $node" "$want" "$got"
+}
+
 # ---------------------------------------------------------------------------
 # cluster status snapshots
 # ---------------------------------------------------------------------------

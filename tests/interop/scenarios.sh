@@ -56,6 +56,9 @@ ffsplit2_split() { # TIE_BREAKER WINNER LOSER
     # the loser is still connected: a NACK, not a lost connection
     assert_node_field "$lose" qdevice_state Connected
     show_server_view
+    # the server's own view, through the real corosync-qnetd-tool
+    assert_tool_vote "$win" ACK
+    assert_tool_vote "$lose" NACK
 
     must "heal" cluster heal
     wait_cluster wait-quorate 1,2 30
@@ -323,3 +326,48 @@ sc_ffsplit2_isolate() {
 }
 register_scenario ffsplit2-isolate sc_ffsplit2_isolate off \
     "2 nodes, ffsplit, tie-breaker lowest: isolate-qnetd 1 -> quorum unchanged, node1 not voting; split 1/2 -> node2 (still connected) wins; restore + heal -> both ACK"
+
+# ---------------------------------------------------------------------------
+# TLS: 2-node ffsplit over STARTTLS with client certificates
+# ---------------------------------------------------------------------------
+# With our server, every certificate comes from `qnetd certs` (init, client)
+# and the nodes import the bundle with the stock corosync-qdevice-net-certutil
+# -i / -m (done by `cluster up --certs`). With the reference, `cluster up`
+# makes them with its certutil scripts.
+tls2_split() { # NODE_TLS (on|required)
+    local tls=$1 certs=()
+    [ -n "${SERVER_CERTS:-}" ] && certs=(--certs "$SERVER_CERTS")
+    cluster_up --nodes 2 --algorithm ffsplit --tls "$tls" --tie-breaker lowest "${certs[@]}"
+    take_status
+    assert_node_field 1,2 quorate true
+    assert_node_field 1,2 qdevice_state Connected
+    assert_node_field 1,2 qdevice_vote ACK
+    assert_node_field 1,2 tls_active true
+    assert_node_field 1,2 client_cert_sent true
+
+    observe "split 1/2 (observe, settle 12s)" cluster split 1/2 --observe --settle 12 --max 60
+    assert_summary 1 quorate_throughout yes
+    assert_summary 2 final No
+    take_status
+    assert_node_field 1 qdevice_vote ACK
+    assert_node_field_not 2 qdevice_vote ACK
+    assert_node_field 2 qdevice_state Connected
+    assert_node_field 1,2 tls_active true
+    assert_tool_vote 1 ACK
+    assert_tool_vote 2 NACK
+
+    must "heal" cluster heal
+    wait_cluster wait-quorate 1,2 30
+    wait_cluster wait-ack 1,2 30
+    take_status
+    assert_node_field 1,2 qdevice_vote ACK
+    assert_node_field 1,2 tls_active true
+}
+
+scenario_tls2_on() { tls2_split on; }
+scenario_tls2_required() { tls2_split required; }
+
+register_scenario tls2-on scenario_tls2_on on \
+    "2 nodes ffsplit over TLS (server -s on, node tls on, client certificates): ACK, split 1/2, heal"
+register_scenario tls2-required scenario_tls2_required required \
+    "2 nodes ffsplit, TLS mandatory (server -s required, node tls required): ACK, split 1/2, heal"
