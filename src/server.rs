@@ -312,6 +312,8 @@ struct Connection {
     stop: watch::Receiver<bool>,
     dpd_deadline: TokioInstant,
     algo_deadline: Option<TokioInstant>,
+    /// A VOTE_INFO(NACK) not yet acknowledged: its seq and the deadline.
+    nack_pending: Option<(u32, TokioInstant)>,
     out: Vec<u8>,
 }
 
@@ -325,6 +327,19 @@ impl Connection {
             Some(ms) => TokioInstant::now() + Duration::from_millis(ms),
             None => far_future(),
         };
+    }
+
+    /// Clears the pending NACK once the client acknowledged it (or a later
+    /// VOTE_INFO).
+    fn check_nack_acknowledged(&mut self) {
+        if let (Some((pending, _)), Some(reply)) =
+            (self.nack_pending, self.session.last_vote_info_reply())
+        {
+            // Per-client seqs grow; a reply to this or a later VOTE_INFO counts.
+            if reply.wrapping_sub(pending) as i32 >= 0 {
+                self.nack_pending = None;
+            }
+        }
     }
 
     fn kill_reason(&self) -> String {
@@ -344,6 +359,13 @@ impl Connection {
         while let Some(item) = next.take() {
             match item {
                 Outgoing::Message(bytes) => self.out.extend_from_slice(&bytes),
+                Outgoing::VoteInfo { bytes, seq, nack } => {
+                    self.out.extend_from_slice(&bytes);
+                    if nack {
+                        let within = Duration::from_millis(self.session.nack_ack_timeout_ms());
+                        self.nack_pending = Some((seq, TokioInstant::now() + within));
+                    }
+                }
                 Outgoing::ArmTimer { after_ms } => {
                     self.algo_deadline =
                         Some(TokioInstant::now() + Duration::from_millis(after_ms));
@@ -405,6 +427,7 @@ impl Connection {
                                 // dead-peer detection, even one that fails to decode.
                                 let control = self.session.on_message(&raw, self.ctx.now_ms());
                                 self.reset_dpd();
+                                self.check_nack_acknowledged();
                                 control
                             }
                             Frame::Skipped { msg_type, length, reason } => {
@@ -429,6 +452,17 @@ impl Connection {
                 _ = sleep_until(self.dpd_deadline) => {
                     break 'conn Exit::Closed {
                         reason: format!("dead peer: no message for {} ms", self.session.dpd_ms().unwrap_or_default()),
+                        going_down: false,
+                        abnormal: true,
+                    };
+                }
+                _ = sleep_until(self.nack_pending.map_or_else(far_future, |(_, d)| d)), if self.nack_pending.is_some() => {
+                    let seq = self.nack_pending.map_or(0, |(s, _)| s);
+                    break 'conn Exit::Closed {
+                        reason: format!(
+                            "NACK not acknowledged: no VOTE_INFO_REPLY for seq {seq} within {} ms; disconnecting so the vote can move (a 3.0.x client falls back to NACK when it loses the server)",
+                            self.session.nack_ack_timeout_ms()
+                        ),
                         going_down: false,
                         abnormal: true,
                     };
@@ -485,6 +519,7 @@ async fn serve_connection(stream: TcpStream, ctx: Arc<ServerCtx>, stop: watch::R
         stop,
         dpd_deadline: far_future(),
         algo_deadline: None,
+        nack_pending: None,
         out: Vec::new(),
     };
     conn.reset_dpd();
@@ -527,6 +562,8 @@ fn disconnect_kind(reason: &str) -> &'static str {
         "client_closed"
     } else if reason.starts_with("dead peer") {
         "dead_peer"
+    } else if reason.starts_with("NACK not acknowledged") {
+        "nack_not_acknowledged"
     } else if reason.starts_with("send queue full") {
         "send_queue_full"
     } else if reason.starts_with("server shutting down") {

@@ -60,6 +60,8 @@ pub struct Session<P: Peer> {
     heartbeat_ms: u32,
     /// Peer address, `ip:port`.
     addr: String,
+    /// Sequence number of the last VOTE_INFO_REPLY received.
+    last_vote_info_reply: Option<u32>,
 }
 
 /// Formats a cluster name for logs (it is raw bytes on the wire).
@@ -71,6 +73,7 @@ impl<P: Peer> Session<P> {
     pub fn new(settings: Arc<Settings>, table: Arc<Table<P>>, peer: P, addr: String) -> Self {
         Session {
             addr,
+            last_vote_info_reply: None,
             settings,
             table,
             peer,
@@ -96,6 +99,18 @@ impl<P: Peer> Session<P> {
         self.settings
             .dpd_enabled
             .then(|| self.settings.dpd_ms(self.heartbeat_ms))
+    }
+
+    /// How long the client has to acknowledge a VOTE_INFO(NACK): its
+    /// dead-peer interval (coefficient x heartbeat, 12 s by default), also
+    /// when dead-peer detection is off.
+    pub fn nack_ack_timeout_ms(&self) -> u64 {
+        self.settings.dpd_ms(self.heartbeat_ms)
+    }
+
+    /// The sequence number of the last VOTE_INFO_REPLY received.
+    pub fn last_vote_info_reply(&self) -> Option<u32> {
+        self.last_vote_info_reply
     }
 
     /// Records that the TLS handshake completed.
@@ -585,6 +600,7 @@ impl<P: Peer> Session<P> {
     }
 
     fn on_vote_info_reply(&mut self, seq: u32, now_ms: u64) -> Control {
+        self.last_vote_info_reply = Some(seq);
         if let Some(joined) = &self.joined {
             let entry = &mut *lock(&joined.cluster);
             let outcome = entry.handle(joined.node, Event::VoteInfoReply { seq }, now_ms);
@@ -648,7 +664,7 @@ mod tests {
                 .unwrap()
                 .drain(..)
                 .filter_map(|o| match o {
-                    Outgoing::Message(b) => {
+                    Outgoing::Message(b) | Outgoing::VoteInfo { bytes: b, .. } => {
                         let t = MsgType::from_u16(u16::from_be_bytes([b[0], b[1]])).unwrap();
                         Some(wire::decode(t, &b[HEADER_LEN..]).unwrap())
                     }

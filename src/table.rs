@@ -23,6 +23,10 @@ use crate::wire::{Message, VoteInfo};
 pub enum Outgoing {
     /// An encoded message to write.
     Message(Vec<u8>),
+    /// An encoded VOTE_INFO to write. For a NACK the connection waits (a
+    /// bounded time) for the client's VOTE_INFO_REPLY: the vote can move
+    /// elsewhere only once the client let go of it.
+    VoteInfo { bytes: Vec<u8>, seq: u32, nack: bool },
     /// (Re)arm the client's algorithm timer.
     ArmTimer { after_ms: u64 },
     /// Cancel the client's algorithm timer.
@@ -153,7 +157,14 @@ impl<P: Peer> ClusterEntry<P> {
                         vote: Some(vote),
                         ring_id: Some(ring),
                     });
-                    (node, Outgoing::Message(msg.to_bytes()))
+                    (
+                        node,
+                        Outgoing::VoteInfo {
+                            bytes: msg.to_bytes(),
+                            seq,
+                            nack: vote == qnetd_algorithms::Vote::Nack,
+                        },
+                    )
                 }
                 Action::ArmTimer { node, after_ms } => (node, Outgoing::ArmTimer { after_ms }),
                 Action::CancelTimer { node } => (node, Outgoing::CancelTimer),

@@ -480,3 +480,64 @@ async fn shutdown_disconnects_clients() {
     srv.stop().await;
     n1.c.expect_closed().await.unwrap();
 }
+
+#[tokio::test]
+async fn unacknowledged_nack_is_bounded() {
+    // Node 2 (heartbeat 1 s) loses the split, keeps sending echoes, but never
+    // acknowledges its NACK. The winner's ACK must not wait forever: node 2
+    // is disconnected after its dead-peer interval (1.5 s) and node 1 gets ACK.
+    let srv = TestServer::start().await;
+    let ring = RingId::new(1, 8);
+    let mut n1 = ffsplit_node(
+        srv.addr,
+        "nack-bound",
+        1,
+        &[1, 2],
+        ring,
+        &[1, 2],
+        TieBreaker::Lowest,
+    )
+    .await;
+    let mut p2 = params("nack-bound", 2, TieBreaker::Lowest);
+    p2.ring = ring;
+    p2.heartbeat_ms = 1000;
+    let mut c2 = connect(srv.addr, &p2).await;
+    c2.send_config(&[1, 2], true).await.unwrap();
+    c2.recv_node_list_reply().await.unwrap();
+    c2.send_membership(ring, &[1, 2], Heuristics::Undefined)
+        .await
+        .unwrap();
+    c2.recv_node_list_reply().await.unwrap();
+    assert_eq!(n1.vote_info().await, Vote::Ack);
+
+    n1.membership(RingId::new(1, 12), &[1], Heuristics::Undefined)
+        .await;
+    c2.send_membership(RingId::new(2, 12), &[2], Heuristics::Undefined)
+        .await
+        .unwrap();
+    let nack = match c2.recv().await.unwrap() {
+        Message::VoteInfo(v) => v,
+        m => panic!("expected VOTE_INFO, got {m:?}"),
+    };
+    assert_eq!(nack.vote, Some(Vote::Nack));
+    let t0 = std::time::Instant::now();
+    // Keep the connection alive with echoes, never acknowledge the NACK.
+    for i in 0..12 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let echo = Message::EchoRequest(qnetd::wire::Echo { seq: Some(i) });
+        if c2.send(&echo).await.is_err() {
+            break;
+        }
+    }
+    c2.timeout = Duration::from_secs(3);
+    c2.expect_closed().await.unwrap();
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(4000),
+        "dropped after {waited:?}, expected about 1.5 s"
+    );
+    // The vote moves to the winner once the loser is gone.
+    assert_eq!(n1.vote_info().await, Vote::Ack);
+    wait_log(&["nack-bound", "NACK not acknowledged"]).await;
+    srv.stop().await;
+}

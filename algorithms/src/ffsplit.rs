@@ -46,9 +46,11 @@
 //! as active in partition statistics (quirk 5), and every stable decision
 //! re-sends ACK/NACK to everybody (quirk 6).
 //!
-//! There is no timeout for a NACK recipient that never answers (quirk 3): the
-//! winners wait until the next decision (at the latest the silent client's
-//! disconnect). See [`Ffsplit::send_nacks`] for where such a timer belongs.
+//! A NACK recipient that never answers (quirk 3) is bounded by the server
+//! shell, not here: a client that has not acknowledged a `VOTE_INFO(NACK)`
+//! within its dead-peer interval is disconnected (the 3.0.x client falls
+//! back to NACK when it loses the server), and its departure lets the
+//! winners get their ACK (docs/differences.md).
 
 use std::collections::BTreeMap;
 
