@@ -26,7 +26,11 @@ pub enum Outgoing {
     /// An encoded VOTE_INFO to write. For a NACK the connection waits (a
     /// bounded time) for the client's VOTE_INFO_REPLY: the vote can move
     /// elsewhere only once the client let go of it.
-    VoteInfo { bytes: Vec<u8>, seq: u32, nack: bool },
+    VoteInfo {
+        bytes: Vec<u8>,
+        seq: u32,
+        nack: bool,
+    },
     /// (Re)arm the client's algorithm timer.
     ArmTimer { after_ms: u64 },
     /// Cancel the client's algorithm timer.
