@@ -112,6 +112,51 @@ assert_tool_vote() {
     assert_eq "corosync-qnetd-tool -l: last ACK/NACK of node $node" "$want" "$got"
 }
 
+# normalize_tool: mask what legitimately differs between two runs of the
+# same scenario: ports, ring ids (corosync picks them) and the last vote
+# before its ACK/NACK (it depends on message timing: "ACK (ACK)" or
+# "No change (ACK)").
+normalize_tool() {
+    sed -E \
+        -e 's/^(QNetd address:[[:space:]]+)[^:]+:[0-9]+$/\1ADDR:PORT/' \
+        -e 's/^([[:space:]]+Client address:[[:space:]]+)(::ffff:)?([0-9.]+):[0-9]+$/\1\3:PORT/' \
+        -e 's/^([[:space:]]+Ring ID:[[:space:]]+).*/\1RING/' \
+        -e 's/^([[:space:]]+Vote:[[:space:]]+).* \(([A-Z]+)\)$/\1* (\2)/'
+}
+
+# compare_tool_views TAG: what the stock corosync-qnetd-tool prints for this
+# state (-s, -s -v, -l -v, -l -c CLUSTER). Against the reference the output
+# is kept; against ours it must equal the reference's output for the same
+# scenario and TAG, byte for byte once normalize_tool masked ports, ring ids
+# and timing-dependent vote prefixes. Needs --server both (ref runs first).
+compare_tool_views() {
+    local tag=$1 f="$WORK/toolview-$1" out
+    out=$( {
+        echo "== -s"; server_tool -s
+        echo "== -s -v"; server_tool -s -v
+        echo "== -l -v"; server_tool -l -v
+        echo "== -l -c $INTEROP_CLUSTER_NAME"; server_tool -l -c "$INTEROP_CLUSTER_NAME"
+    } 2>&1 | normalize_tool)
+    case "$SERVER_KIND" in
+        ref)
+            printf '%s\n' "$out" > "$f.ref"
+            info "reference corosync-qnetd-tool output kept for comparison ($tag)"
+            ;;
+        ours)
+            if [ ! -f "$f.ref" ]; then
+                info "corosync-qnetd-tool output NOT compared ($tag): run with --server both"
+                return 0
+            fi
+            if printf '%s\n' "$out" | diff -u "$f.ref" - > "$f.diff"; then
+                _ok "corosync-qnetd-tool -s/-s -v/-l -v/-l -c print the same as for the reference ($tag)"
+            else
+                _fail "corosync-qnetd-tool output differs from the reference's ($tag):"
+                sed 's/^/    | /' "$f.diff"
+            fi
+            ;;
+    esac
+}
+
 # ---------------------------------------------------------------------------
 # cluster status snapshots
 # ---------------------------------------------------------------------------

@@ -59,6 +59,7 @@ ffsplit2_split() { # TIE_BREAKER WINNER LOSER
     # the server's own view, through the real corosync-qnetd-tool
     assert_tool_vote "$win" ACK
     assert_tool_vote "$lose" NACK
+    compare_tool_views "ffsplit2-$tb-split"
 
     must "heal" cluster heal
     wait_cluster wait-quorate 1,2 30
@@ -355,6 +356,9 @@ tls2_split() { # NODE_TLS (on|required)
     assert_node_field 1,2 tls_active true
     assert_tool_vote 1 ACK
     assert_tool_vote 2 NACK
+    # The reference cannot run with -s req here (see README), so the text
+    # is compared for tls on only.
+    [ "$tls" = on ] && compare_tool_views "tls2-on-split"
 
     must "heal" cluster heal
     wait_cluster wait-quorate 1,2 30
