@@ -201,6 +201,22 @@ pub fn render_state(st: &ServerStatus) -> String {
             );
         }
     }
+    if !st.certificates.is_empty() {
+        let _ = writeln!(o, "# HELP qnetd_tls_certificate_expiry_timestamp_seconds When a certificate of the TLS directory expires (Unix time)");
+        let _ = writeln!(
+            o,
+            "# TYPE qnetd_tls_certificate_expiry_timestamp_seconds gauge"
+        );
+        for c in &st.certificates {
+            let _ = writeln!(
+                o,
+                "qnetd_tls_certificate_expiry_timestamp_seconds{{role=\"{}\",subject=\"{}\"}} {}",
+                c.role,
+                escape(&c.subject),
+                c.not_after_unix
+            );
+        }
+    }
     o
 }
 

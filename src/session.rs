@@ -62,6 +62,9 @@ pub struct Session<P: Peer> {
     addr: String,
     /// Sequence number of the last VOTE_INFO_REPLY received.
     last_vote_info_reply: Option<u32>,
+    /// Server time (ms) of the last message received (shared with the
+    /// table for status output).
+    last_seen_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Formats a cluster name for logs (it is raw bytes on the wire).
@@ -74,6 +77,7 @@ impl<P: Peer> Session<P> {
         Session {
             addr,
             last_vote_info_reply: None,
+            last_seen_ms: Arc::default(),
             settings,
             table,
             peer,
@@ -160,6 +164,8 @@ impl<P: Peer> Session<P> {
 
     /// Handles one whole message (header and body) of a known type.
     pub fn on_message(&mut self, raw: &[u8], now_ms: u64) -> Control {
+        self.last_seen_ms
+            .store(now_ms, std::sync::atomic::Ordering::Relaxed);
         if raw.len() < HEADER_LEN {
             return Control::Close("internal error: short frame".into());
         }
@@ -378,6 +384,7 @@ impl<P: Peer> Session<P> {
                 tls_active: self.tls.started,
                 cert_verified: self.cert_checked,
                 joined_ms: now_ms,
+                last_seen_ms: Arc::clone(&self.last_seen_ms),
             },
         };
         let reply = self.init_reply_message(&m, ErrorCode::NO_ERROR);

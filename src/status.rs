@@ -19,7 +19,7 @@ use crate::session::display_name;
 use crate::table::lock;
 
 pub use qnetd_proto::status::{
-    ClusterStatus, ConfigNode, NodeStatus, PartitionStatus, ServerStatus,
+    CertificateStatus, ClusterStatus, ConfigNode, NodeStatus, PartitionStatus, ServerStatus,
 };
 
 fn heuristics_label(h: Heuristics) -> String {
@@ -85,6 +85,12 @@ pub fn snapshot(ctx: &ServerCtx) -> ServerStatus {
                 connected_seconds: meta
                     .map(|m| now.saturating_sub(m.joined_ms) / 1000)
                     .unwrap_or(0),
+                last_seen_seconds: meta
+                    .map(|m| {
+                        let seen = m.last_seen_ms.load(std::sync::atomic::Ordering::Relaxed);
+                        now.saturating_sub(seen) / 1000
+                    })
+                    .unwrap_or(0),
             });
         }
         // Partitions: connected clients grouped by the ring they report.
@@ -128,6 +134,11 @@ pub fn snapshot(ctx: &ServerCtx) -> ServerStatus {
         max_send_size: s.max_client_send_size as u64,
         max_receive_size: s.max_client_receive_size as u64,
         clusters: clusters.into_iter().map(|(_, c)| c).collect(),
+        certificates: ctx
+            .tls
+            .as_ref()
+            .map(|t| t.certificates())
+            .unwrap_or_default(),
     }
 }
 

@@ -81,15 +81,21 @@ fn duration(secs: u64) -> String {
 }
 
 fn print_table(rows: &[Vec<String>]) {
-    let cols = rows.first().map(|r| r.len()).unwrap_or(0);
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for r in rows {
         let line: Vec<String> = r
             .iter()
-            .enumerate()
-            .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
         println!("{}", line.join("  ").trim_end());
     }
@@ -122,6 +128,7 @@ fn print_nodes(c: &ClusterStatus) {
         "TLS".into(),
         "VOTE".into(),
         "SINCE".into(),
+        "SEEN".into(),
         "HB".into(),
     ]];
     for n in &c.nodes {
@@ -145,6 +152,7 @@ fn print_nodes(c: &ClusterStatus) {
             n.last_vote_age_seconds
                 .map(|s| format!("{} ago", duration(s)))
                 .unwrap_or("-".into()),
+            format!("{} ago", duration(n.last_seen_seconds)),
             format!("{}ms", n.heartbeat_interval_ms),
         ]);
     }
@@ -176,6 +184,19 @@ fn print_human(st: &ServerStatus, args: &StatusArgs) {
         .iter()
         .filter(|c| args.cluster.as_ref().is_none_or(|n| *n == c.name))
         .collect();
+    for c in &st.certificates {
+        let warn = if c.days_left < 0 {
+            "  EXPIRED"
+        } else if c.days_left < 30 {
+            "  EXPIRES SOON"
+        } else {
+            ""
+        };
+        println!(
+            "TLS {} certificate {}: {} days left{warn}",
+            c.role, c.subject, c.days_left
+        );
+    }
     if clusters.is_empty() {
         if let Some(n) = &args.cluster {
             println!("\nno cluster named \"{n}\" is connected");

@@ -47,7 +47,7 @@ pub trait Peer: Clone + Send + Sync + 'static {
 }
 
 /// What the table keeps about a client's connection, for status output.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ClientMeta {
     /// Peer address as the reference prints it (`ip:port`, no brackets).
     pub addr: String,
@@ -55,6 +55,9 @@ pub struct ClientMeta {
     pub cert_verified: bool,
     /// Server time (ms since start) when the client joined.
     pub joined_ms: u64,
+    /// Server time (ms) of the last message received from the client,
+    /// updated by its connection without taking the cluster lock.
+    pub last_seen_ms: Arc<AtomicU64>,
 }
 
 /// One cluster: its algorithm state and its clients' handles.

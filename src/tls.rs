@@ -188,6 +188,29 @@ impl TlsContext {
         &self.dir
     }
 
+    /// The CA and server certificates of the TLS directory, with expiry.
+    pub fn certificates(&self) -> Vec<qnetd_proto::status::CertificateStatus> {
+        let mut out = Vec::new();
+        for (role, f) in [("ca", Pki::CA_CERT), ("server", Pki::SERVER_CERT)] {
+            let path = self.dir.join(f);
+            let Ok(data) = std::fs::read(&path) else {
+                continue;
+            };
+            if let Ok(infos) = qnetd_certs::describe(&data) {
+                if let Some(info) = infos.first() {
+                    out.push(qnetd_proto::status::CertificateStatus {
+                        role: role.into(),
+                        path: path.display().to_string(),
+                        subject: info.subject.clone(),
+                        not_after_unix: info.not_after,
+                        days_left: info.days_left(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Warnings for certificates of the TLS directory that expired or expire
     /// within 30 days.
     pub fn expiry_warnings(&self) -> Vec<String> {

@@ -278,3 +278,35 @@ async fn reload_keeps_connected_clients() {
     let _n3 = tls_node(&srv, node_config(&tls.dir, "reload2"), "reload2", 1).await;
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn certificate_expiry_is_exported() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tls = pki("expiry");
+    let srv = server(&tls, TlsMode::On, true).await;
+    let st = qnetd::status::snapshot(&srv.ctx);
+    let roles: Vec<&str> = st.certificates.iter().map(|c| c.role.as_str()).collect();
+    assert_eq!(roles, vec!["ca", "server"]);
+    assert!(
+        st.certificates.iter().all(|c| c.days_left > 36_000),
+        "{:?}",
+        st.certificates
+    );
+    let mut s = tokio::net::TcpStream::connect(srv.ctx.metrics_addr.unwrap())
+        .await
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut m = String::new();
+    s.read_to_string(&mut m).await.unwrap();
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("qnetd_tls_certificate_expiry_timestamp_seconds{role=\"server\""))
+        .unwrap_or_else(|| panic!("no expiry gauge in:\n{m}"));
+    let ts: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(ts > now + 365 * 86400, "{line}");
+    srv.stop().await;
+}
