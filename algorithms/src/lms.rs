@@ -96,7 +96,8 @@ use crate::{
     DecisionRecord, Event, Heuristics, NodeId, NodeInfo, PartitionScore, RingId, TieBreaker, Vote,
 };
 
-/// The lms algorithm: one [`Engine`] in which departed clients hold NACK.
+/// The lms algorithm: the vote engine described above, in which departed
+/// clients hold NACK.
 #[derive(Debug, Default)]
 pub struct Lms {
     engine: Engine,

@@ -60,7 +60,7 @@
 use crate::lms::{Engine, Reply};
 use crate::{Action, AlgoError, Algorithm, AlgorithmKind, Ctx, Event, NodeId, Vote};
 
-/// The 2nodelms algorithm: one lms [`Engine`] whose departed ACK holders are
+/// The 2nodelms algorithm: the lms vote engine whose departed ACK holders are
 /// kept as ghosts.
 #[derive(Debug)]
 pub struct TwoNodeLms {
