@@ -4,7 +4,7 @@
 //!
 //! Every wait is bounded by the client's timeout.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -89,6 +89,25 @@ impl Client {
         let stream = timeout(Duration::from_secs(5), TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout)??;
+        Self::from_stream(stream)
+    }
+
+    /// Connects from a chosen local address (e.g. one of 127.0.0.0/8, to
+    /// look like another host to the server's per-address limit).
+    pub async fn connect_from(addr: SocketAddr, source: IpAddr) -> Result<Client, ClientError> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        let stream = timeout(Duration::from_secs(5), socket.connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        Self::from_stream(stream)
+    }
+
+    fn from_stream(stream: TcpStream) -> Result<Client, ClientError> {
         stream.set_nodelay(true)?;
         let local = stream
             .local_addr()

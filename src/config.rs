@@ -98,7 +98,24 @@ pub struct Settings {
     pub tls_dir: PathBuf,
     /// How long a client may take for the TLS handshake after STARTTLS (ms).
     pub tls_handshake_timeout: u32,
+    /// Pre-INIT deadline (ms): a connection that has not completed INIT
+    /// (PREINIT, STARTTLS and handshake included) within it is closed.
+    pub init_timeout: u32,
+    /// Most simultaneous connections from one source address; 0 = no limit.
+    pub max_clients_per_address: usize,
+    /// Directory of the decision snapshot that survives restarts; `None`
+    /// disables it.
+    pub state_dir: Option<PathBuf>,
+    /// After a restart, how long (ms) a cluster's vote is held for the
+    /// partition that held it before the restart, while none of that
+    /// partition's nodes has reconnected. 0 = no hold.
+    pub restart_vote_hold: u32,
+    /// Snapshot entries older than this (s) are ignored at start.
+    pub state_max_age: u32,
 }
+
+/// Where the decision snapshot lives by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/qnetd";
 
 /// Where the server's CA, certificate and key live by default.
 pub const DEFAULT_TLS_DIR: &str = "/etc/qnetd/tls";
@@ -121,7 +138,7 @@ impl Default for Settings {
             client_cert_required: true,
             max_clients: 0,
             debug: 0,
-            listen_backlog: 10,
+            listen_backlog: 4096,
             max_client_send_buffers: 32,
             max_client_send_size: 32768,
             max_client_receive_size: 32768,
@@ -144,6 +161,11 @@ impl Default for Settings {
             keep_active_partition_tie_breaker: false,
             tls_dir: PathBuf::from(DEFAULT_TLS_DIR),
             tls_handshake_timeout: 10_000,
+            init_timeout: 5_000,
+            max_clients_per_address: 256,
+            state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
+            restart_vote_hold: 30_000,
+            state_max_age: 86_400,
         }
     }
 }
@@ -279,6 +301,19 @@ impl Settings {
             "tls_handshake_timeout" => {
                 self.tls_handshake_timeout = parse_int(&k, value, 100, 600_000)?
             }
+            "init_timeout" => self.init_timeout = parse_int(&k, value, 100, 600_000)?,
+            "max_clients_per_address" => {
+                self.max_clients_per_address = parse_int(&k, value, 0, INT_MAX)?
+            }
+            "state_dir" => {
+                self.state_dir = if value.is_empty() || value.eq_ignore_ascii_case("off") {
+                    None
+                } else {
+                    Some(PathBuf::from(value))
+                }
+            }
+            "restart_vote_hold" => self.restart_vote_hold = parse_int(&k, value, 0, 3_600_000)?,
+            "state_max_age" => self.state_max_age = parse_int(&k, value, 1, 31_536_000)?,
             _ => {
                 return Err(SettingError(format!(
                     "unknown advanced setting '{key}' (see `qnetd serve --help` or config/qnetd.toml for the list)"
@@ -465,6 +500,29 @@ mod tests {
         assert_eq!(s.initial_dpd_ms(), 180_000);
         assert_eq!(s.dpd_ms(8000), 12_000);
         assert!(!s.keep_active_partition_tie_breaker);
+    }
+
+    #[test]
+    fn hardening_settings_parse_and_check_ranges() {
+        let mut s = Settings::default();
+        assert_eq!(s.listen_backlog, 4096);
+        assert_eq!(s.init_timeout, 5000);
+        s.set_advanced_list("init_timeout=2000,max_clients_per_address=0,restart_vote_hold=0")
+            .unwrap();
+        assert_eq!(
+            (
+                s.init_timeout,
+                s.max_clients_per_address,
+                s.restart_vote_hold
+            ),
+            (2000, 0, 0)
+        );
+        assert!(s.set_advanced_list("init_timeout=50").is_err());
+        assert!(s.set_advanced_list("restart_vote_hold=3600001").is_err());
+        s.set_advanced("state_dir", "off").unwrap();
+        assert_eq!(s.state_dir, None);
+        s.set_advanced("state_dir", "/tmp/x").unwrap();
+        assert_eq!(s.state_dir, Some(PathBuf::from("/tmp/x")));
     }
 
     #[test]

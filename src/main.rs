@@ -218,12 +218,18 @@ fn notify_ready() {
     }
 }
 
+/// Exit status when the configuration is invalid (also clap's usage errors).
+const EXIT_CONFIG: u8 = 2;
+/// Exit status when another instance holds the lock file.
+const EXIT_LOCK: u8 = 3;
+// Listen (4), TLS (5) and admin/metrics (6) failures: see StartFailure.
+
 fn serve(args: ServeArgs) -> ExitCode {
     let (settings, warnings) = match settings_from(&args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("qnetd: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
     init_logging(settings.debug);
@@ -234,7 +240,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(f) => f,
         Err(e) => {
             error!("{e}");
-            return ExitCode::from(1);
+            return ExitCode::from(EXIT_LOCK);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -252,7 +258,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 error!("{e}");
-                return ExitCode::from(1);
+                return ExitCode::from(e.0.exit_code());
             }
         };
         let addr = server
@@ -263,7 +269,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             listen = %addr,
             tls = settings.tls.label(),
             client_cert_required = settings.client_cert_required,
-            max_clients = settings.max_clients,
+            max_clients = server.ctx().effective_max_clients,
+            max_clients_per_address = settings.max_clients_per_address,
             metrics = %server.ctx().metrics_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
             version = env!("CARGO_PKG_VERSION"),
             "qnetd listening"

@@ -31,6 +31,7 @@ pub const HEARTBEATS: &str = "qnetd_heartbeats_total";
 pub const DECISIONS: &str = "qnetd_decisions_total";
 pub const DECISION_LATENCY: &str = "qnetd_decision_latency_seconds";
 pub const CONNECTIONS: &str = "qnetd_connections_accepted_total";
+pub const CONNECTIONS_REFUSED: &str = "qnetd_connections_refused_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -81,6 +82,10 @@ pub fn install() -> bool {
         "Time from a client event to its votes being queued"
     );
     metrics::describe_counter!(CONNECTIONS, "TCP connections accepted");
+    metrics::describe_counter!(
+        CONNECTIONS_REFUSED,
+        "TCP connections refused by max_clients or max_clients_per_address"
+    );
     true
 }
 

@@ -6,8 +6,9 @@
 //! connection's output goes through a bounded queue; a client whose queue
 //! overflows is disconnected, never the server.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,12 @@ pub struct ServerCtx {
     pub table: Arc<Table<ConnHandle>>,
     /// Open TCP connections (initialised or not).
     pub connections: AtomicUsize,
+    /// Open connections per source address (for `max_clients_per_address`).
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+    /// The connection limit in force: `-m`, capped by the open-files limit.
+    pub effective_max_clients: usize,
+    /// Connections refused by a limit, for rate-limited logging.
+    refused: RefusalLog,
     /// TLS configuration; `None` with `-s off`.
     pub tls: Option<TlsContext>,
     /// The port the server listens on (the configured one, or the one the
@@ -82,6 +89,130 @@ impl ServerCtx {
     }
 }
 
+/// Logs refused connections at most once a second, with a count of those
+/// not logged, so a connection flood cannot flood the log too.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last_logged_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RefusalLog {
+    fn refuse(&self, now_ms: u64, addr: SocketAddr, why: &str) {
+        metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "reason" => if why.contains("per_address") { "per_address" } else { "max_clients" }).increment(1);
+        let last = self.last_logged_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < 1000 {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.last_logged_ms.store(now_ms.max(1), Ordering::Relaxed);
+        let more = self.suppressed.swap(0, Ordering::Relaxed);
+        warn!(%addr, refused_since_last_line = more, "connection refused: {why}");
+    }
+}
+
+/// The open-files limit, raised to its hard maximum (each client takes one
+/// descriptor). Returns the soft limit in force.
+pub fn raise_nofile_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    }
+}
+
+/// Descriptors kept free for the listener, admin and metrics sockets, the
+/// state file, logs and certificate reloads.
+const FD_RESERVE: u64 = 64;
+
+/// The connection limit: `-m` (0 = none) capped so that accepting never
+/// runs the process out of descriptors.
+fn effective_max_clients(configured: usize, nofile: u64) -> usize {
+    let by_fds = usize::try_from(nofile.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
+    match configured {
+        0 => by_fds,
+        m => m.min(by_fds),
+    }
+}
+
+/// A connection admitted by the limits; releases its slots when dropped.
+struct Admitted {
+    ctx: Arc<ServerCtx>,
+    ip: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.ctx.connections.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut map) = self.ctx.per_address.lock() {
+            if let Some(n) = map.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+impl ServerCtx {
+    /// Admits a connection from `addr` if the total and per-address limits
+    /// allow it; otherwise logs why (rate-limited) and returns `None`.
+    fn admit(self: &Arc<Self>, addr: SocketAddr) -> Option<Admitted> {
+        let max = self.effective_max_clients;
+        if self.connections.load(Ordering::Relaxed) >= max {
+            self.refused.refuse(
+                self.now_ms(),
+                addr,
+                &format!("the server already has {max} connections (max_clients, -m, capped by the open-files limit)"),
+            );
+            return None;
+        }
+        // IPv4-mapped IPv6 addresses count as their IPv4 address.
+        let ip = match addr.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let per = self.settings.max_clients_per_address;
+        {
+            let Ok(mut map) = self.per_address.lock() else {
+                return None;
+            };
+            let n = map.entry(ip).or_insert(0);
+            if per != 0 && *n >= per {
+                drop(map);
+                self.refused.refuse(
+                    self.now_ms(),
+                    addr,
+                    &format!("{ip} already has {per} connections (max_clients_per_address; raise it if many nodes share this address)"),
+                );
+                return None;
+            }
+            *n += 1;
+        }
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        Some(Admitted {
+            ctx: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
@@ -90,13 +221,37 @@ pub struct Server {
     ctx: Arc<ServerCtx>,
 }
 
+/// What failed at start-up; each has its own process exit code so that a
+/// supervisor (and an operator reading `systemctl status`) can tell them
+/// apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartFailure {
+    /// The client port cannot be bound (in use, bad address): exit 4.
+    Listen,
+    /// The TLS CA, certificate or key cannot be read or created: exit 5.
+    Tls,
+    /// The admin socket or the metrics listener cannot be bound: exit 6.
+    Admin,
+}
+
+impl StartFailure {
+    /// The process exit code for this failure.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            StartFailure::Listen => 4,
+            StartFailure::Tls => 5,
+            StartFailure::Admin => 6,
+        }
+    }
+}
+
 /// A startup failure, with what to do about it.
 #[derive(Debug)]
-pub struct StartError(pub String);
+pub struct StartError(pub StartFailure, pub String);
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.1)
     }
 }
 
@@ -109,7 +264,7 @@ impl Server {
             TlsMode::Off => None,
             TlsMode::On | TlsMode::Required => Some(
                 TlsContext::load_or_init(&settings.tls_dir, settings.client_cert_required)
-                    .map_err(|e| StartError(e.to_string()))?,
+                    .map_err(|e| StartError(StartFailure::Tls, e.to_string()))?,
             ),
         };
         let listener = bind_listener(&settings).await?;
@@ -125,7 +280,7 @@ impl Server {
                     settings.local_socket_gid,
                 )
                 .await
-                .map_err(StartError)?,
+                .map_err(|e| StartError(StartFailure::Admin, e))?,
             )
         } else {
             None
@@ -133,11 +288,17 @@ impl Server {
         let metrics = match settings.metrics_listen {
             Some(addr) => {
                 crate::metrics::install();
-                Some(crate::metrics::bind(addr).await.map_err(StartError)?)
+                Some(
+                    crate::metrics::bind(addr)
+                        .await
+                        .map_err(|e| StartError(StartFailure::Admin, e))?,
+                )
             }
             None => None,
         };
         let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+        let effective_max_clients =
+            effective_max_clients(settings.max_clients, raise_nofile_limit());
         Ok(Server {
             listener,
             admin,
@@ -146,6 +307,9 @@ impl Server {
                 settings: Arc::new(settings),
                 table: Arc::new(Table::new()),
                 connections: AtomicUsize::new(0),
+                per_address: Mutex::new(HashMap::new()),
+                effective_max_clients,
+                refused: RefusalLog::default(),
                 tls,
                 port,
                 metrics_addr,
@@ -184,20 +348,17 @@ impl Server {
                 _ = self.ctx.shutdown.notified() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, addr)) => {
-                        let max = self.ctx.settings.max_clients;
-                        if max != 0 && self.ctx.connections.load(Ordering::Relaxed) >= max {
-                            warn!(%addr, max_clients = max, "connection refused: the server already has max_clients (-m) connections");
+                        let Some(admitted) = self.ctx.admit(addr) else {
                             drop(stream);
                             continue;
-                        }
-                        self.ctx.connections.fetch_add(1, Ordering::Relaxed);
+                        };
                         metrics::counter!(crate::metrics::CONNECTIONS).increment(1);
                         let ctx = Arc::clone(&self.ctx);
                         let stop = stop_rx.clone();
                         let span = tracing::info_span!("client", %addr, cluster = tracing::field::Empty, node = tracing::field::Empty);
                         tasks.spawn(async move {
-                            serve_connection(stream, Arc::clone(&ctx), stop).await;
-                            ctx.connections.fetch_sub(1, Ordering::Relaxed);
+                            serve_connection(stream, ctx, stop).await;
+                            drop(admitted);
                         }.instrument(span));
                         // Reap finished tasks so the set does not grow.
                         while tasks.try_join_next().is_some() {}
@@ -248,7 +409,12 @@ async fn bind_listener(s: &Settings) -> Result<TcpListener, StartError> {
         Some(host) => {
             let resolved = tokio::net::lookup_host((host.as_str(), s.port))
                 .await
-                .map_err(|e| StartError(format!("cannot resolve listen address '{host}': {e}")))?;
+                .map_err(|e| {
+                    StartError(
+                        StartFailure::Listen,
+                        format!("cannot resolve listen address '{host}': {e}"),
+                    )
+                })?;
             resolved
                 .filter(|a| match s.address_family {
                     AddressFamily::Any => true,
@@ -266,11 +432,11 @@ async fn bind_listener(s: &Settings) -> Result<TcpListener, StartError> {
         }
     }
     Err(match last_err {
-        Some((addr, e)) if e.kind() == std::io::ErrorKind::AddrInUse => StartError(format!(
+        Some((addr, e)) if e.kind() == std::io::ErrorKind::AddrInUse => StartError(StartFailure::Listen, format!(
             "cannot listen on {addr}: the port is already in use (is another qnetd or corosync-qnetd running? choose another port with -p)"
         )),
-        Some((addr, e)) => StartError(format!("cannot listen on {addr}: {e}")),
-        None => StartError("no listen address of the requested family (-4/-6) was found".into()),
+        Some((addr, e)) => StartError(StartFailure::Listen, format!("cannot listen on {addr}: {e}")),
+        None => StartError(StartFailure::Listen, "no listen address of the requested family (-4/-6) was found".into()),
     })
 }
 
@@ -314,6 +480,9 @@ struct Connection {
     algo_deadline: Option<TokioInstant>,
     /// A VOTE_INFO(NACK) not yet acknowledged: its seq and the deadline.
     nack_pending: Option<(u32, TokioInstant)>,
+    /// Until INIT succeeds: when the connection is closed for not having
+    /// completed its handshake (`init_timeout`).
+    init_deadline: Option<TokioInstant>,
     out: Vec<u8>,
 }
 
@@ -428,6 +597,9 @@ impl Connection {
                                 let control = self.session.on_message(&raw, self.ctx.now_ms());
                                 self.reset_dpd();
                                 self.check_nack_acknowledged();
+                                if self.init_deadline.is_some() && self.session.node_id().is_some() {
+                                    self.init_deadline = None;
+                                }
                                 control
                             }
                             Frame::Skipped { msg_type, length, reason } => {
@@ -462,6 +634,16 @@ impl Connection {
                         reason: format!(
                             "NACK not acknowledged: no VOTE_INFO_REPLY for seq {seq} within {} ms; disconnecting so the vote can move (a 3.0.x client falls back to NACK when it loses the server)",
                             self.session.nack_ack_timeout_ms()
+                        ),
+                        going_down: false,
+                        abnormal: true,
+                    };
+                }
+                _ = sleep_until(self.init_deadline.unwrap_or_else(far_future)), if self.init_deadline.is_some() => {
+                    break 'conn Exit::Closed {
+                        reason: format!(
+                            "handshake deadline: INIT not completed within {} ms of connecting (init_timeout)",
+                            self.ctx.settings.init_timeout
                         ),
                         going_down: false,
                         abnormal: true,
@@ -520,6 +702,9 @@ async fn serve_connection(stream: TcpStream, ctx: Arc<ServerCtx>, stop: watch::R
         dpd_deadline: far_future(),
         algo_deadline: None,
         nack_pending: None,
+        init_deadline: Some(
+            TokioInstant::now() + Duration::from_millis(u64::from(settings.init_timeout)),
+        ),
         out: Vec::new(),
     };
     conn.reset_dpd();
@@ -574,6 +759,10 @@ fn disconnect_kind(reason: &str) -> &'static str {
         || reason.starts_with("TLS client presented no certificate")
     {
         "certificate_refused"
+    } else if reason.starts_with("handshake deadline") {
+        "init_timeout"
+    } else if reason.starts_with("message of") {
+        "message_too_long"
     } else if reason.starts_with("read failed") || reason.starts_with("write failed") {
         "io_error"
     } else {
@@ -610,7 +799,11 @@ async fn start_tls(
         return Err("client asked for STARTTLS but TLS is off on this server (-s off)".into());
     };
     let prefix = conn.frames.take_buffered();
-    let limit = Duration::from_millis(u64::from(conn.ctx.settings.tls_handshake_timeout));
+    // The handshake gets its own limit, but never outlives the INIT deadline.
+    let mut limit = Duration::from_millis(u64::from(conn.ctx.settings.tls_handshake_timeout));
+    if let Some(d) = conn.init_deadline {
+        limit = limit.min(d.saturating_duration_since(TokioInstant::now()));
+    }
     let (stream, names) = match timeout(limit, tls.accept(prefix, stream)).await {
         Err(_) => {
             metrics::counter!(crate::metrics::TLS_HANDSHAKES, "result" => "failed", "reason" => "timeout").increment(1);

@@ -150,6 +150,19 @@ impl<P: Peer> Session<P> {
                 );
                 self.error(None, ErrorCode::UNSUPPORTED_MESSAGE)
             }
+            SkipReason::TooLong if u64::from(length) > self.absurd_length() => {
+                warn!(
+                    msg_type,
+                    length,
+                    limit = self.settings.max_client_receive_size,
+                    "message claims a length far above max_client_receive_size; sending error 5 (message too long) and closing the connection instead of reading it"
+                );
+                let _ = self.error(None, ErrorCode::MESSAGE_TOO_LONG);
+                Control::Close(format!(
+                    "message of {length} bytes claimed (limit {}): not read",
+                    self.settings.max_client_receive_size
+                ))
+            }
             SkipReason::TooLong => {
                 warn!(
                     msg_type,
@@ -160,6 +173,14 @@ impl<P: Peer> Session<P> {
                 self.error(None, ErrorCode::MESSAGE_TOO_LONG)
             }
         }
+    }
+
+    /// A claimed body length beyond which the message is not skipped but
+    /// the connection closed: four times the receive limit. Up to that, the
+    /// body is read and discarded as the reference does, so a client that
+    /// is slightly over the limit keeps its connection.
+    fn absurd_length(&self) -> u64 {
+        4 * self.settings.max_client_receive_size as u64
     }
 
     /// Handles one whole message (header and body) of a known type.

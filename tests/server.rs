@@ -21,38 +21,6 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// A healthy 2-node ffsplit cluster holding ACK on both nodes.
-async fn healthy_pair(addr: std::net::SocketAddr, name: &str) -> (Node, Node) {
-    let ring = RingId::new(1, 8);
-    let mut n1 = ffsplit_node(addr, name, 1, &[1, 2], ring, &[1, 2], TieBreaker::Lowest).await;
-    assert_eq!(
-        n1.vote,
-        Some(Vote::Ack),
-        "a lone node of a full membership gets ACK"
-    );
-    let n2 = ffsplit_node(addr, name, 2, &[1, 2], ring, &[1, 2], TieBreaker::Lowest).await;
-    // Node 1 is re-voted when node 2's membership arrives.
-    assert_eq!(n1.vote_info().await, Vote::Ack);
-    assert_eq!(n2.vote, Some(Vote::Ack));
-    (n1, n2)
-}
-
-/// The pair still holds its votes: no unsolicited message, echo answered.
-async fn assert_unharmed(n: &mut Node) {
-    n.c.expect_silence(Duration::from_millis(100))
-        .await
-        .unwrap();
-    let seq = 77;
-    n.c.send(&Message::EchoRequest(qnetd::wire::Echo { seq: Some(seq) }))
-        .await
-        .unwrap();
-    match n.c.recv().await.unwrap() {
-        Message::EchoReply(e) => assert_eq!(e.seq, Some(seq)),
-        m => panic!("expected ECHO_REPLY, got {m:?}"),
-    }
-    assert_eq!(n.vote, Some(Vote::Ack));
-}
-
 #[tokio::test]
 async fn preinit_and_init_replies_are_byte_exact() {
     let srv = TestServer::start().await;
@@ -273,6 +241,11 @@ async fn oversized_length_is_refused_without_reading_it() {
         expect_error(&mut c, ErrorCode::MESSAGE_TOO_LONG).await,
         None
     );
+    // ... and the connection is closed rather than 2 GiB being read.
+    c.expect_closed()
+        .await
+        .expect("connection closed after the 2 GiB claim");
+    wait_log(&["far above max_client_receive_size", "closing"]).await;
     // Exactly at the limit is accepted (32762-byte body), one more is not.
     let mut c2 = Client::connect(srv.addr).await.unwrap();
     let mut msg = vec![0x00, 0x00];

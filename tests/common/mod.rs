@@ -232,3 +232,37 @@ pub async fn expect_error(c: &mut Client, code: ErrorCode) -> Option<u32> {
         m => panic!("expected SERVER_ERROR {code}, got {m:?}"),
     }
 }
+
+/// A healthy 2-node ffsplit cluster holding ACK on both nodes.
+pub async fn healthy_pair(addr: std::net::SocketAddr, name: &str) -> (Node, Node) {
+    let ring = RingId::new(1, 8);
+    let mut n1 = ffsplit_node(addr, name, 1, &[1, 2], ring, &[1, 2], TieBreaker::Lowest).await;
+    assert_eq!(
+        n1.vote,
+        Some(Vote::Ack),
+        "a lone node of a full membership gets ACK"
+    );
+    let n2 = ffsplit_node(addr, name, 2, &[1, 2], ring, &[1, 2], TieBreaker::Lowest).await;
+    // Node 1 is re-voted when node 2's membership arrives.
+    assert_eq!(n1.vote_info().await, Vote::Ack);
+    assert_eq!(n2.vote, Some(Vote::Ack));
+    (n1, n2)
+}
+
+/// The pair still holds its votes: no unsolicited message, echo answered.
+pub async fn assert_unharmed(n: &mut Node) {
+    n.c.expect_silence(Duration::from_millis(100))
+        .await
+        .unwrap();
+    let seq = 77;
+    n.c.send(&qnetd::wire::Message::EchoRequest(qnetd::wire::Echo {
+        seq: Some(seq),
+    }))
+    .await
+    .unwrap();
+    match n.c.recv().await.unwrap() {
+        qnetd::wire::Message::EchoReply(e) => assert_eq!(e.seq, Some(seq)),
+        m => panic!("expected ECHO_REPLY, got {m:?}"),
+    }
+    assert_eq!(n.vote, Some(Vote::Ack));
+}
