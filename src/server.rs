@@ -299,13 +299,18 @@ impl Server {
         let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
         let effective_max_clients =
             effective_max_clients(settings.max_clients, raise_nofile_limit());
+        let memory = Arc::new(crate::state::VoteMemory::open(
+            settings.state_dir.as_deref(),
+            Duration::from_secs(u64::from(settings.state_max_age)),
+            u64::from(settings.restart_vote_hold),
+        ));
         Ok(Server {
             listener,
             admin,
             metrics,
             ctx: Arc::new(ServerCtx {
                 settings: Arc::new(settings),
-                table: Arc::new(Table::new()),
+                table: Arc::new(Table::with_memory(memory)),
                 connections: AtomicUsize::new(0),
                 per_address: Mutex::new(HashMap::new()),
                 effective_max_clients,
@@ -341,6 +346,12 @@ impl Server {
             .metrics
             .take()
             .map(|l| tokio::spawn(crate::metrics::serve(l, Arc::clone(&self.ctx))));
+        let state_task = self
+            .ctx
+            .table
+            .memory()
+            .is_persistent()
+            .then(|| tokio::spawn(save_snapshots(Arc::clone(&self.ctx))));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -387,6 +398,10 @@ impl Server {
         if let Some(t) = metrics_task {
             t.abort();
         }
+        if let Some(t) = state_task {
+            t.abort();
+            save_snapshot_now(&self.ctx, true).await;
+        }
         if let Some(t) = admin_task {
             t.abort();
             if self.ctx.settings.admin_socket {
@@ -394,6 +409,30 @@ impl Server {
             }
         }
     }
+}
+
+/// Saves the decision snapshot shortly after a vote holder changes (changes
+/// within 100 ms are written together) and once a minute, off the async
+/// workers (it fsyncs).
+async fn save_snapshots(ctx: Arc<ServerCtx>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let force = tokio::select! {
+            _ = ctx.table.memory().changed() => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                false
+            }
+            _ = tick.tick() => true,
+        };
+        save_snapshot_now(&ctx, force).await;
+    }
+}
+
+async fn save_snapshot_now(ctx: &Arc<ServerCtx>, force: bool) {
+    let present: Vec<Vec<u8>> = ctx.table.snapshot().into_iter().map(|(k, _)| k).collect();
+    let memory = Arc::clone(ctx.table.memory());
+    let _ = tokio::task::spawn_blocking(move || memory.save(&present, force)).await;
 }
 
 async fn bind_listener(s: &Settings) -> Result<TcpListener, StartError> {

@@ -8,6 +8,10 @@
 //! that is being dropped. Everything sent to a client (its own replies and the
 //! VOTE_INFOs other clients' events cause) is queued while the cluster's mutex
 //! is held, so a client receives its messages in decision order.
+//!
+//! Every decision's winner is reported to the [`VoteMemory`], and a
+//! cluster created anew (its first client joined) is seeded from it: that
+//! is how a restart keeps each cluster's vote where it was.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dashmap::DashMap;
 use qnetd_algorithms::{Action, AlgorithmKind, Cluster, JoinError, NodeId, RingId, TieBreaker};
 
+use crate::state::VoteMemory;
 use crate::wire::{Message, VoteInfo};
 
 /// Something queued for one client's connection.
@@ -70,6 +75,10 @@ pub struct ClusterEntry<P> {
     pub created: u64,
     /// The cluster name, printable (for logs and metrics labels).
     pub name: String,
+    /// The exact cluster-name bytes (the table's key).
+    pub key: Vec<u8>,
+    /// Where decisions' winners are remembered.
+    pub memory: Arc<VoteMemory>,
 }
 
 /// Logs a decision that changed somebody's vote (one structured event per
@@ -131,6 +140,7 @@ impl<P: Peer> ClusterEntry<P> {
         let event_name = event.name();
         let outcome = self.cluster.handle(node, event, now_ms);
         if let Some(d) = &outcome.decision {
+            self.remember(d);
             log_decision(
                 &self.name,
                 self.cluster.algorithm(),
@@ -143,6 +153,17 @@ impl<P: Peer> ClusterEntry<P> {
         }
         self.dispatch(&outcome.actions);
         outcome
+    }
+
+    /// Reports a decision's winner (if any) to the vote memory.
+    pub fn remember(&self, d: &qnetd_algorithms::DecisionRecord) {
+        let Some(winner) = d.winner else {
+            return;
+        };
+        if let Some(p) = d.partitions.iter().find(|p| p.ring == winner) {
+            self.memory
+                .record(&self.key, self.cluster.algorithm(), winner, &p.nodes);
+        }
     }
 
     /// Carries out algorithm actions: queues VOTE_INFOs and timer changes for
@@ -204,15 +225,12 @@ pub struct Table<P> {
     clusters: DashMap<Vec<u8>, SharedCluster<P>>,
     clients: AtomicUsize,
     next_cluster: AtomicU64,
+    memory: Arc<VoteMemory>,
 }
 
 impl<P: Peer> Default for Table<P> {
     fn default() -> Self {
-        Table {
-            clusters: DashMap::new(),
-            clients: AtomicUsize::new(0),
-            next_cluster: AtomicU64::new(0),
-        }
+        Self::with_memory(Arc::new(VoteMemory::in_memory()))
     }
 }
 
@@ -233,6 +251,21 @@ impl<P: Peer> Table<P> {
         Self::default()
     }
 
+    /// A table that remembers vote holders in `memory`.
+    pub fn with_memory(memory: Arc<VoteMemory>) -> Self {
+        Table {
+            clusters: DashMap::new(),
+            clients: AtomicUsize::new(0),
+            next_cluster: AtomicU64::new(0),
+            memory,
+        }
+    }
+
+    /// The vote memory.
+    pub fn memory(&self) -> &Arc<VoteMemory> {
+        &self.memory
+    }
+
     /// Adds a client to its cluster (creating the cluster), after the
     /// consistency checks of INIT. `on_joined` runs with the cluster locked,
     /// so the INIT_REPLY it queues precedes anything the cluster sends later.
@@ -251,6 +284,8 @@ impl<P: Peer> Table<P> {
                 meta: HashMap::new(),
                 created: self.next_cluster.fetch_add(1, Ordering::Relaxed),
                 name: String::from_utf8_lossy(name).into_owned(),
+                key: name.to_vec(),
+                memory: Arc::clone(&self.memory),
             }))
         });
         let shared = Arc::clone(shard_entry.value());
@@ -266,6 +301,18 @@ impl<P: Peer> Table<P> {
                 now_ms,
             ) {
                 Ok(()) => {
+                    if entry.cluster.len() == 1 {
+                        // A cluster (re)created: seed it with its remembered
+                        // vote holder, if any.
+                        if let Some(seed) = self.memory.seed(name, req.algorithm) {
+                            tracing::info!(
+                                members = ?seed.members,
+                                hold_until_ms = seed.hold_until_ms,
+                                "cluster seeded with the partition that last held the vote"
+                            );
+                            entry.cluster.restore(&seed);
+                        }
+                    }
                     entry.peers.insert(req.node, peer);
                     entry.meta.insert(req.node, req.meta.clone());
                     self.clients.fetch_add(1, Ordering::Relaxed);
@@ -306,6 +353,7 @@ impl<P: Peer> Table<P> {
                     .cluster
                     .leave_with_decision(node, server_going_down, now_ms);
             if let Some(d) = &decision {
+                entry.remember(d);
                 log_decision(
                     &entry.name,
                     entry.cluster.algorithm(),

@@ -209,6 +209,12 @@ impl Cluster {
         Ok(())
     }
 
+    /// Hands the vote holder remembered across a restart to the algorithm
+    /// (call it after the first client joined).
+    pub fn restore(&mut self, restored: &crate::RestoredVote) {
+        self.algorithm.restore(restored);
+    }
+
     /// SET_OPTION: keep-active-partition tie-breaker for one client.
     pub fn set_kap(&mut self, node: NodeId, kap: bool) {
         if let Some(c) = self.clients.get_mut(&node) {

@@ -46,6 +46,16 @@
 //! as active in partition statistics (quirk 5), and every stable decision
 //! re-sends ACK/NACK to everybody (quirk 6).
 //!
+//! **After a restart** (qnetd's own; the reference forgets everything), the
+//! server seeds the algorithm with the partition that last held the vote
+//! ([`RestoredVote`]): it becomes the KAP rule's "active partition", and
+//! until the hold time ends, a partition without any of its nodes is not
+//! given the vote while some of them have not reconnected yet (everybody
+//! connected gets NACK, which is what the losing side held before the
+//! restart). The hold ends for good once all of the old holder's nodes are
+//! connected (KAP then decides as before the restart) or the time is up (a
+//! timer re-runs the decision then).
+//!
 //! A NACK recipient that never answers (quirk 3) is bounded by the server
 //! shell, not here: a client that has not acknowledged a `VOTE_INFO(NACK)`
 //! within its dead-peer interval is disconnected (the 3.0.x client falls
@@ -56,8 +66,8 @@ use std::collections::BTreeMap;
 
 use crate::{
     contains_node, heuristics_score, same_node_set, Action, AlgoError, Algorithm, AlgorithmKind,
-    ClientInfo, Ctx, DecisionRecord, Event, Heuristics, NodeId, NodeInfo, PartitionScore, RingId,
-    TieBreaker, Vote,
+    ClientInfo, Ctx, DecisionRecord, Event, Heuristics, NodeId, NodeInfo, PartitionScore,
+    RestoredVote, RingId, TieBreaker, Vote,
 };
 
 /// Where the cluster is in its current voting round.
@@ -109,6 +119,8 @@ pub struct Ffsplit {
     clients: BTreeMap<NodeId, ClientData>,
     /// The decision of the last call, for the decision log.
     last_decision: Option<DecisionRecord>,
+    /// The pre-restart holder while its hold is in force.
+    hold: Option<RestoredVote>,
 }
 
 /// One client's view as a decision sees it: the event's data for the
@@ -367,7 +379,12 @@ impl Ffsplit {
             return Vote::WaitForReply;
         }
 
-        let (best, reason) = select_partition(ctx, &views, &self.quorate_partition);
+        let (mut best, mut reason) = select_partition(ctx, &views, &self.quorate_partition);
+        let held_back = self.restart_hold_blocks(ctx, trigger, best, actions);
+        if held_back {
+            best = None;
+            reason = "restart_hold";
+        }
         let winner = best.map(|b| b.ring);
         let selected: Vec<NodeInfo> = best.map(|b| b.membership.to_vec()).unwrap_or_default();
         let mut partitions: Vec<PartitionScore> = Vec::new();
@@ -380,6 +397,9 @@ impl Ffsplit {
                 });
             }
         }
+        // While held back, everybody connected gets NACK, and the
+        // remembered holder stays KAP's active partition afterwards.
+        let kept_for_kap = held_back.then(|| std::mem::take(&mut self.quorate_partition));
         self.quorate_partition = selected;
 
         // Step 5: the leaving client has nothing outstanding any more; the
@@ -404,6 +424,9 @@ impl Ffsplit {
         if nacks == 0 {
             self.start_sending_acks(&views, actions);
         }
+        if let Some(kept) = kept_for_kap {
+            self.quorate_partition = kept;
+        }
         self.last_decision = Some(DecisionRecord {
             partitions,
             winner,
@@ -411,6 +434,49 @@ impl Ffsplit {
             pending: nacks > 0 && winner.is_some(),
         });
         Vote::NoChange
+    }
+
+    /// Whether the restart hold keeps the vote from `best`: the hold is in
+    /// force, some of the old holder's nodes are not connected yet, and
+    /// `best` has none of them. Arms a timer (on a connected client) for the end
+    /// of the hold. Clears the hold once it no longer applies.
+    fn restart_hold_blocks(
+        &mut self,
+        ctx: &Ctx<'_>,
+        trigger: &Trigger<'_>,
+        best: Option<&View<'_>>,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        let Some(hold) = &self.hold else {
+            return false;
+        };
+        let holder_back = hold
+            .members
+            .iter()
+            .all(|m| ctx.clients.contains_key(m) && !(trigger.leaving && trigger.view.node == *m));
+        if ctx.now_ms >= hold.hold_until_ms || holder_back {
+            self.hold = None;
+            return false;
+        }
+        let Some(b) = best else {
+            return false;
+        };
+        if b.membership
+            .iter()
+            .any(|n| hold.members.contains(&n.node_id))
+        {
+            return false;
+        }
+        let after_ms = hold.hold_until_ms - ctx.now_ms;
+        let timer_node = ctx
+            .clients
+            .keys()
+            .copied()
+            .find(|n| !(trigger.leaving && *n == trigger.view.node));
+        if let Some(node) = timer_node {
+            actions.push(Action::ArmTimer { node, after_ms });
+        }
+        true
     }
 
     /// Sends NACK to every participant outside the chosen partition and
@@ -526,6 +592,14 @@ impl Algorithm for Ffsplit {
         self.last_decision.take()
     }
 
+    fn restore(&mut self, restored: &RestoredVote) {
+        // The remembered holder is the active partition of the KAP rule.
+        if self.quorate_partition.is_empty() {
+            self.quorate_partition = restored.members.iter().map(|n| NodeInfo::new(*n)).collect();
+        }
+        self.hold = Some(restored.clone());
+    }
+
     fn on_join(&mut self, ctx: &Ctx<'_>, node: NodeId) {
         // The first client of a cluster starts with fresh cluster data, as
         // the reference allocates it anew.
@@ -610,8 +684,19 @@ impl Algorithm for Ffsplit {
                 self.vote_info_reply(ctx, node, *seq, actions);
                 Ok(Vote::NoChange)
             }
-            // ffsplit arms no timer (yet: see `send_nacks`).
-            Event::Timer => Ok(Vote::NoChange),
+            // The only timer ffsplit arms is the end of the restart hold:
+            // decide again, now without it.
+            Event::Timer => {
+                if self.hold.is_none() || !stored.is_ready() {
+                    return Ok(Vote::NoChange);
+                }
+                let trigger = Trigger {
+                    view: stored,
+                    leaving: false,
+                };
+                let _ = self.decide(ctx, &trigger, actions);
+                Ok(Vote::NoChange)
+            }
         }
     }
 
@@ -650,12 +735,15 @@ mod tests {
     /// A cluster under test, driven through [`Cluster`] like the server does.
     struct T {
         c: Cluster,
+        /// The virtual clock given to every call.
+        now: u64,
     }
 
     impl T {
         fn new(tb: TieBreaker) -> Self {
             T {
                 c: Cluster::new(AlgorithmKind::Ffsplit, tb),
+                now: 0,
             }
         }
 
@@ -668,7 +756,7 @@ mod tests {
         }
 
         fn event(&mut self, node: NodeId, event: Event) -> (Result<Vote, AlgoError>, Vec<Action>) {
-            let o = self.c.handle(node, event, 0);
+            let o = self.c.handle(node, event, self.now);
             (o.reply, o.actions)
         }
 
@@ -740,7 +828,7 @@ mod tests {
         }
 
         fn leave(&mut self, node: NodeId) -> Vec<Action> {
-            self.c.leave(node, false, 0)
+            self.c.leave(node, false, self.now)
         }
     }
 
@@ -1076,6 +1164,195 @@ mod tests {
         assert!(t.reply(1, 2).is_empty());
         assert!(t.reply(2, 2).is_empty());
         assert!(t.reply(3, 2).is_empty());
+    }
+
+    /// After a restart that remembered {3,4} as the holder, nodes 1 and 2
+    /// (KAP on) reconnect first as their own half and join. Returns the
+    /// actions of the decision that node 2's membership list triggers.
+    fn restart_with_holder_3_4(tb: TieBreaker) -> (T, Vec<Action>) {
+        let all = [1, 2, 3, 4];
+        let mut t = T::new(tb);
+        t.join(1, r(1, 6), true);
+        t.c.restore(&RestoredVote {
+            members: vec![3, 4],
+            hold_until_ms: 5000,
+        });
+        t.join(2, r(1, 6), true);
+        assert_eq!(t.config(1, &all), (Ok(Vote::AskLater), vec![]));
+        assert_eq!(t.config(2, &all), (Ok(Vote::AskLater), vec![]));
+        assert_eq!(
+            t.member(1, r(1, 6), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
+        let (vote, actions) = t.member(2, r(1, 6), &[1, 2]);
+        assert_eq!(vote, Ok(Vote::NoChange));
+        (t, actions)
+    }
+
+    /// The half that reconnects first does not take the vote from the
+    /// remembered holder; when the holder's nodes are back, the remembered
+    /// holder is KAP's active partition, so LOWEST does not move the vote.
+    #[test]
+    fn restart_hold_and_kap_seed_keep_the_vote_with_the_old_holder() {
+        let (mut t, actions) = restart_with_holder_3_4(TieBreaker::Lowest);
+        assert_eq!(
+            actions,
+            vec![
+                Action::ArmTimer {
+                    node: 1,
+                    after_ms: 5000
+                },
+                vi(1, 1, Vote::Nack, r(1, 6)),
+                vi(2, 1, Vote::Nack, r(1, 6))
+            ]
+        );
+        assert!(t.reply(1, 1).is_empty());
+        assert!(t.reply(2, 1).is_empty());
+        let decision = t.c.handle(
+            1,
+            Event::Quorum {
+                quorate: false,
+                nodes: nl(&[1, 2]),
+            },
+            0,
+        );
+        assert_eq!(
+            decision.decision, None,
+            "informational lists decide nothing"
+        );
+
+        // The old holder reconnects: the hold ends, KAP keeps {3,4}.
+        t.now = 1000;
+        t.join(3, r(3, 8), true);
+        t.join(4, r(3, 8), true);
+        let all = [1, 2, 3, 4];
+        assert_eq!(t.config(3, &all), (Ok(Vote::AskLater), vec![]));
+        assert_eq!(t.config(4, &all), (Ok(Vote::AskLater), vec![]));
+        assert_eq!(
+            t.member(3, r(3, 8), &[3, 4]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
+        let (_, actions) = t.member(4, r(3, 8), &[3, 4]);
+        assert_eq!(
+            actions,
+            vec![vi(1, 2, Vote::Nack, r(1, 6)), vi(2, 2, Vote::Nack, r(1, 6))]
+        );
+        assert!(t.reply(1, 2).is_empty());
+        assert_eq!(
+            t.reply(2, 2),
+            vec![vi(3, 1, Vote::Ack, r(3, 8)), vi(4, 1, Vote::Ack, r(3, 8))]
+        );
+    }
+
+    /// Without the restore, the same reconnection order gives the vote to
+    /// {1,2}: the restore is what keeps it (guards the test above).
+    #[test]
+    fn without_restore_the_first_half_takes_the_vote() {
+        let all = [1, 2];
+        let mut t = T::new(TieBreaker::Lowest);
+        t.join(1, r(1, 6), true);
+        t.join(2, r(1, 6), true);
+        let all4 = [1, 2, 3, 4];
+        for n in all {
+            assert_eq!(t.config(n, &all4), (Ok(Vote::AskLater), vec![]));
+        }
+        assert_eq!(
+            t.member(1, r(1, 6), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
+        let (_, actions) = t.member(2, r(1, 6), &[1, 2]);
+        assert_eq!(
+            actions,
+            vec![vi(1, 1, Vote::Ack, r(1, 6)), vi(2, 1, Vote::Ack, r(1, 6))]
+        );
+    }
+
+    /// Only part of the old holder is back: the hold stays, and nobody
+    /// gets ACK (not even the returned holder node: its partition may no
+    /// longer be the one that held the vote).
+    #[test]
+    fn restart_hold_waits_for_the_whole_old_holder() {
+        let (mut t, _) = restart_with_holder_3_4(TieBreaker::Lowest);
+        assert!(t.reply(1, 1).is_empty());
+        assert!(t.reply(2, 1).is_empty());
+        t.join(3, r(3, 8), true);
+        assert_eq!(t.config(3, &[1, 2, 3, 4]), (Ok(Vote::AskLater), vec![]));
+        let (_, actions) = t.member(3, r(3, 8), &[3, 4]);
+        assert_eq!(
+            actions,
+            vec![
+                Action::ArmTimer {
+                    node: 1,
+                    after_ms: 5000
+                },
+                vi(1, 2, Vote::Nack, r(1, 6)),
+                vi(2, 2, Vote::Nack, r(1, 6)),
+                vi(3, 1, Vote::Nack, r(3, 8))
+            ]
+        );
+        assert!(t.reply(1, 2).is_empty());
+        assert!(t.reply(2, 2).is_empty());
+        assert!(t.reply(3, 1).is_empty(), "no ACK follows the NACKs");
+    }
+
+    /// If the old holder never comes back, the hold ends at its time and
+    /// the connected half gets the vote.
+    #[test]
+    fn restart_hold_ends_at_its_time() {
+        let (mut t, _) = restart_with_holder_3_4(TieBreaker::Lowest);
+        assert!(t.reply(1, 1).is_empty());
+        assert!(t.reply(2, 1).is_empty());
+        t.now = 4999;
+        let (_, actions) = t.event(1, Event::Timer);
+        assert_eq!(
+            actions,
+            vec![
+                Action::ArmTimer {
+                    node: 1,
+                    after_ms: 1
+                },
+                vi(1, 2, Vote::Nack, r(1, 6)),
+                vi(2, 2, Vote::Nack, r(1, 6))
+            ],
+            "an early timer re-arms"
+        );
+        assert!(t.reply(1, 2).is_empty());
+        assert!(t.reply(2, 2).is_empty());
+        t.now = 5000;
+        let (_, actions) = t.event(1, Event::Timer);
+        assert_eq!(
+            actions,
+            vec![vi(1, 3, Vote::Ack, r(1, 6)), vi(2, 3, Vote::Ack, r(1, 6))]
+        );
+        // The hold is over for good: later timers decide nothing.
+        assert!(t.reply(1, 3).is_empty());
+        assert!(t.reply(2, 3).is_empty());
+        assert_eq!(t.event(1, Event::Timer), (Ok(Vote::NoChange), vec![]));
+    }
+
+    /// A partition that contains one of the old holder's nodes is not held
+    /// back.
+    #[test]
+    fn restart_hold_does_not_block_a_partition_with_a_holder_node() {
+        let all = [1, 2, 3, 4];
+        let mut t = T::new(TieBreaker::Lowest);
+        t.join(2, r(2, 6), false);
+        t.c.restore(&RestoredVote {
+            members: vec![2, 3],
+            hold_until_ms: 5000,
+        });
+        t.join(1, r(2, 6), false);
+        assert_eq!(t.config(1, &all), (Ok(Vote::AskLater), vec![]));
+        assert_eq!(t.config(2, &all), (Ok(Vote::AskLater), vec![]));
+        assert_eq!(
+            t.member(1, r(2, 6), &[1, 2]),
+            (Ok(Vote::WaitForReply), vec![])
+        );
+        let (_, actions) = t.member(2, r(2, 6), &[1, 2]);
+        assert_eq!(
+            actions,
+            vec![vi(1, 1, Vote::Ack, r(2, 6)), vi(2, 1, Vote::Ack, r(2, 6))]
+        );
     }
 
     /// Nodes 3 and 4 hold the vote (alone, 1 and 2 not connected), then 1 and

@@ -71,10 +71,24 @@ pub struct DecisionRecord {
     /// the configured nodes), then for a 50:50 split `heuristics`,
     /// `connected_nodes`, `keep_active_partition`, `tie_breaker`; lms and
     /// 2nodelms: `score` (nodes plus heuristics), `size`, `tie_breaker`; or
-    /// `no_partition_eligible`.
+    /// `no_partition_eligible`; ffsplit after a restart: `restart_hold`.
     pub reason: &'static str,
     /// The winner's ACK waits until the previous holders acknowledged NACK.
     pub pending: bool,
+}
+
+/// What the server remembered across a restart about one cluster: the
+/// partition that last held the vote. Given to the algorithm once, right
+/// after the cluster's first client joined again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredVote {
+    /// Node ids of the partition that held the vote before the restart.
+    pub members: Vec<NodeId>,
+    /// Until this time (the [`Ctx::now_ms`] clock), the vote is not given to
+    /// a partition without any of `members` while some of them are not
+    /// connected: after a restart, the nodes of the old winner may simply
+    /// not have reconnected yet.
+    pub hold_until_ms: u64,
 }
 
 /// An input for the algorithm of one cluster, about one of its clients.
@@ -205,6 +219,10 @@ pub trait Algorithm: Send + fmt::Debug {
         event: &Event,
         actions: &mut Vec<Action>,
     ) -> Result<Vote, AlgoError>;
+
+    /// Seeds the algorithm with the vote holder remembered across a restart
+    /// (default: the algorithm keeps no such memory and ignores it).
+    fn restore(&mut self, _restored: &RestoredVote) {}
 
     /// The decision taken by the last call, if it took one (default: the
     /// algorithm does not report decisions).

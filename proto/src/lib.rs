@@ -4,10 +4,18 @@
 //! [`status`] is the status model: the admin socket's `protobuf` request
 //! returns a [`status::ServerStatus`] encoded with this schema, and the `json`
 //! request the same message as JSON (serde, same field names).
+//!
+//! [`state`] is the decision snapshot the server keeps in its state
+//! directory so that a restart keeps each cluster's vote where it was.
 
 /// The status model (`qnetd/status.proto`).
 pub mod status {
     include!(concat!(env!("OUT_DIR"), "/qnetd.status.rs"));
+}
+
+/// The decision snapshot (`qnetd/state.proto`).
+pub mod state {
+    include!(concat!(env!("OUT_DIR"), "/qnetd.state.rs"));
 }
 
 pub use prost::Message;

@@ -99,6 +99,13 @@ impl TestServer {
         settings.port = 0;
         settings.local_socket_file = admin_socket_path();
         settings.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        // Never the system's state directory: a test that wants a snapshot
+        // names its own directory.
+        if settings.state_dir.as_deref()
+            == Some(std::path::Path::new(qnetd::config::DEFAULT_STATE_DIR))
+        {
+            settings.state_dir = None;
+        }
         let server = Server::bind(settings).await.expect("bind");
         let addr = server.local_addr().unwrap();
         let ctx = server.ctx();

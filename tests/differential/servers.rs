@@ -216,6 +216,9 @@ impl OurServer {
             port: 0,
             lock_file: dir.join("qnetd.pid"),
             local_socket_file: dir.join("qnetd.sock"),
+            // The reference remembers nothing across restarts; compare like
+            // with like.
+            state_dir: None,
             ..Settings::default()
         };
         let server = Server::bind(settings)

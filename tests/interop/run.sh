@@ -225,7 +225,7 @@ start_server() { # kind tls
             mkdir -p "$d"
             SERVER_LOG=$d/qnetd.log
             SERVER_SOCK=$d/qnetd.sock
-            local settings="lock_file=$d/qnetd.pid,local_socket_file=$SERVER_SOCK,metrics_listen=off"
+            local settings="lock_file=$d/qnetd.pid,local_socket_file=$SERVER_SOCK,metrics_listen=off,state_dir=$d/state"
             SERVER_CERTS=
             if [ "$tls" != off ]; then
                 # Certificates made only by our own tooling: the server's CA
