@@ -14,10 +14,12 @@
 //! - [`config`]: settings from the command line and the TOML file;
 //! - [`status`]: the status model and its text forms;
 //! - [`ipc`]: the local admin socket (corosync-qnetd-tool compatible);
-//! - [`metrics`]: Prometheus counters, gauges and the /metrics endpoint.
+//! - [`metrics`]: Prometheus counters, gauges and the /metrics endpoint;
+//! - [`flood`]: the hardening suite's attack tool (`qnetd flood`).
 
 pub mod client;
 pub mod config;
+pub mod flood;
 pub mod framing;
 pub mod ipc;
 pub mod metrics;

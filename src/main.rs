@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tracing::{error, info, warn};
 
 mod certs_cmd;
+mod flood_cmd;
 mod status_cmd;
 
 #[derive(Parser)]
@@ -35,6 +36,9 @@ enum Command {
     Certs(certs_cmd::CertsArgs),
     /// Show the running server's clusters, nodes, partitions and votes.
     Status(status_cmd::StatusArgs),
+    /// Hardening suite: attack a server (loopback only) while legitimate
+    /// clusters hold their votes, and report per phase.
+    Flood(flood_cmd::FloodArgs),
 }
 
 #[derive(Args)]
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Certs(args) => certs_cmd::run(args),
         Command::Status(args) => status_cmd::run(args),
+        Command::Flood(args) => flood_cmd::run(args),
     }
 }
 

@@ -627,6 +627,11 @@ impl Connection {
                         Ok(n) => n,
                         Err(e) => break 'conn Exit::Closed { reason: format!("read failed: {e}"), going_down: false, abnormal: false },
                     };
+                    // A full buffer means more is waiting: after handling
+                    // it, let other connections run first, so a client that
+                    // streams data cannot hold a worker thread while a
+                    // quiet client's heartbeat waits (cooperative fairness).
+                    let more_waiting = n == buf.len();
                     self.frames.push(&buf[..n]);
                     while let Some(frame) = self.frames.next_frame() {
                         let control = match frame {
@@ -658,6 +663,9 @@ impl Connection {
                                 return Exit::StartTls(rd.unsplit(wr));
                             }
                         }
+                    }
+                    if more_waiting {
+                        tokio::task::yield_now().await;
                     }
                 }
                 _ = sleep_until(self.dpd_deadline) => {

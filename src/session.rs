@@ -65,7 +65,14 @@ pub struct Session<P: Peer> {
     /// Server time (ms) of the last message received (shared with the
     /// table for status output).
     last_seen_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Error replies sent on this connection (see [`MAX_PROTOCOL_ERRORS`]).
+    errors_sent: std::sync::atomic::AtomicU32,
 }
+
+/// Error replies one connection may cause before it is closed: a real
+/// client never gets more than a few, and a stream of garbage must cost
+/// neither CPU for decoding nor the log for warnings forever.
+pub const MAX_PROTOCOL_ERRORS: u32 = 16;
 
 /// Formats a cluster name for logs (it is raw bytes on the wire).
 pub fn display_name(name: &[u8]) -> String {
@@ -78,6 +85,7 @@ impl<P: Peer> Session<P> {
             addr,
             last_vote_info_reply: None,
             last_seen_ms: Arc::default(),
+            errors_sent: Default::default(),
             settings,
             table,
             peer,
@@ -132,10 +140,20 @@ impl<P: Peer> Session<P> {
 
     fn error(&self, seq: Option<u32>, code: ErrorCode) -> Control {
         metrics::counter!(crate::metrics::ERRORS_SENT, "error" => code.name()).increment(1);
-        self.queue(Message::ServerError(ServerError {
+        let sent = self
+            .errors_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let control = self.queue(Message::ServerError(ServerError {
             seq,
             error_code: Some(code),
-        }))
+        }));
+        if sent >= MAX_PROTOCOL_ERRORS && matches!(control, Control::Continue) {
+            return Control::Close(format!(
+                "too many protocol errors ({sent}): the client does not speak the qnetd protocol (or is a different version)"
+            ));
+        }
+        control
     }
 
     /// A message the framing layer skipped (unknown type or too long): the
@@ -764,6 +782,26 @@ mod tests {
         s.on_message(&init(Some(120_000), Some(1)).to_bytes(), 0);
         assert_eq!(init_code(&rec), ErrorCode::NO_ERROR);
         assert_eq!(s.dpd_ms(), Some(180_000));
+    }
+
+    #[test]
+    fn a_stream_of_errors_closes_the_connection() {
+        let (mut s, rec) = session(Settings::default());
+        for i in 1..MAX_PROTOCOL_ERRORS {
+            let c = s.on_skipped(0x4142, 10, SkipReason::UnknownType);
+            assert!(
+                matches!(c, Control::Continue),
+                "error {i} keeps the connection"
+            );
+        }
+        match s.on_skipped(0x4142, 10, SkipReason::UnknownType) {
+            Control::Close(reason) => {
+                assert!(reason.contains("too many protocol errors"), "{reason}")
+            }
+            _ => panic!("the 16th error must close the connection"),
+        }
+        // Every error was still answered.
+        assert_eq!(rec.take().len(), MAX_PROTOCOL_ERRORS as usize);
     }
 
     #[test]
