@@ -27,8 +27,9 @@ pub struct FloodArgs {
     /// Seconds per phase.
     #[arg(long, default_value_t = 10)]
     phase_secs: u64,
-    /// Seconds of quiet after each phase (RSS "after", admission check).
-    #[arg(long, default_value_t = 3)]
+    /// Seconds of quiet after each phase (RSS "after", admission check);
+    /// qnetd returns freed memory to the system every 5 s.
+    #[arg(long, default_value_t = 6)]
     cooldown_secs: u64,
     /// Heartbeat interval of the legitimate clients, in ms.
     #[arg(long, default_value_t = 1000)]

@@ -259,6 +259,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Handlers first: a SIGTERM right after READY=1 must drain, not kill.
+        let shutdown = shutdown_signal();
         let server = match Server::bind(settings.clone()).await {
             Ok(s) => s,
             Err(e) => {
@@ -288,35 +290,48 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
         tokio::spawn(reload_on_sighup(server.ctx()));
         notify_ready();
-        server.run(shutdown_signal()).await;
+        server.run(shutdown).await;
         info!("qnetd stopped");
         ExitCode::SUCCESS
     })
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now and returns the future that
+/// completes when one of them arrives.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot install signal handlers; SIGTERM will kill the process without a clean shutdown");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = int.recv() => info!("SIGINT received"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            error!("cannot install signal handlers; SIGTERM will kill the process without a clean shutdown");
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
     }
 }
 
-/// Rereads the TLS certificates on SIGHUP; connected clients stay.
-async fn reload_on_sighup(ctx: Arc<ServerCtx>) {
+/// Rereads the TLS certificates on SIGHUP; connected clients stay. The
+/// handler is installed before this returns (SIGHUP's default would kill).
+fn reload_on_sighup(ctx: Arc<ServerCtx>) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        warn!("cannot install the SIGHUP handler; certificates reload only on restart");
-        return;
-    };
+    let handler = signal(SignalKind::hangup());
+    async move {
+        let Ok(mut hup) = handler else {
+            warn!("cannot install the SIGHUP handler; certificates reload only on restart");
+            return;
+        };
+        reload_loop(&ctx, &mut hup).await;
+    }
+}
+
+async fn reload_loop(ctx: &ServerCtx, hup: &mut tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         match &ctx.tls {
             None => info!("SIGHUP: TLS is off (-s off), nothing to reload"),

@@ -66,6 +66,8 @@ pub struct ServerCtx {
     pub effective_max_clients: usize,
     /// Connections refused by a limit, for rate-limited logging.
     refused: RefusalLog,
+    /// Connections closed since memory was last trimmed.
+    closed_since_trim: AtomicUsize,
     /// TLS configuration; `None` with `-s off`.
     pub tls: Option<TlsContext>,
     /// The port the server listens on (the configured one, or the one the
@@ -159,6 +161,7 @@ struct Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.ctx.connections.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.closed_since_trim.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut map) = self.ctx.per_address.lock() {
             if let Some(n) = map.get_mut(&self.ip) {
                 *n -= 1;
@@ -315,6 +318,7 @@ impl Server {
                 per_address: Mutex::new(HashMap::new()),
                 effective_max_clients,
                 refused: RefusalLog::default(),
+                closed_since_trim: AtomicUsize::new(0),
                 tls,
                 port,
                 metrics_addr,
@@ -346,6 +350,7 @@ impl Server {
             .metrics
             .take()
             .map(|l| tokio::spawn(crate::metrics::serve(l, Arc::clone(&self.ctx))));
+        let trim_task = tokio::spawn(trim_memory(Arc::clone(&self.ctx)));
         let state_task = self
             .ctx
             .table
@@ -398,6 +403,7 @@ impl Server {
         if let Some(t) = metrics_task {
             t.abort();
         }
+        trim_task.abort();
         if let Some(t) = state_task {
             t.abort();
             save_snapshot_now(&self.ctx, true).await;
@@ -407,6 +413,23 @@ impl Server {
             if self.ctx.settings.admin_socket {
                 let _ = std::fs::remove_file(&self.ctx.settings.local_socket_file);
             }
+        }
+    }
+}
+
+/// Gives memory freed by closed connections back to the system: after a
+/// flood of connections ends, the allocator would otherwise keep their
+/// buffers and the RSS would stay at its peak. Checks every 5 s; trims when
+/// at least 256 connections closed since the last check.
+async fn trim_memory(ctx: Arc<ServerCtx>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if ctx.closed_since_trim.swap(0, Ordering::Relaxed) >= 256 {
+            #[cfg(target_env = "gnu")]
+            // SAFETY: malloc_trim only releases free heap memory.
+            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
         }
     }
 }

@@ -110,3 +110,67 @@ fn second_instance_exits_3() {
     check(&out, 3, "another instance is running");
     drop(lock);
 }
+
+/// systemd lifecycle: READY=1 on $NOTIFY_SOCKET once listening; SIGTERM
+/// closes every client cleanly (EOF, not a reset) and exits 0.
+#[test]
+fn notify_readiness_and_sigterm_drain() {
+    use std::io::Read;
+    use std::os::unix::net::UnixDatagram;
+
+    let d = scratch("lifecycle");
+    let notify_path = d.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qnetd"))
+        .args(["serve", "-f", "-s", "off", "-l", "127.0.0.1", "-p", &port])
+        .args(["--metrics-listen", "off", "-S"])
+        .arg(format!(
+            "lock_file={},local_socket_file={},state_dir=off",
+            d.join("qnetd.pid").display(),
+            d.join("qnetd.sock").display()
+        ))
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).expect("READY=1 within 20 s");
+    assert_eq!(&buf[..n], b"READY=1");
+
+    // A connected client (PREINIT answered) sees a clean close on SIGTERM.
+    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    use std::io::Write;
+    // PREINIT seq=1 cluster "c".
+    s.write_all(&[
+        0, 0, 0, 0, 0, 0x0d, 0, 0, 0, 4, 0, 0, 0, 1, 0, 1, 0, 1, b'c',
+    ])
+    .unwrap();
+    let mut reply = [0u8; 6];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[..2], &[0, 1], "PREINIT_REPLY");
+    // SAFETY: signalling the child we started, by its pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let mut rest = Vec::new();
+    let r = s.read_to_end(&mut rest);
+    assert!(r.is_ok(), "clean close (EOF), got {r:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "qnetd did not exit within 15 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+}
