@@ -282,6 +282,26 @@ wait_cluster() {
     must "$1 $2 (within ${3:-$WAIT_TIMEOUT}s)" cluster "$1" "$nodes" --timeout "${3:-$WAIT_TIMEOUT}"
 }
 
+# holds_for DESC SECONDS JQ_FILTER: poll `cluster status --json` for SECONDS
+# and fail at the first poll where the jq filter is false (an unreadable
+# status counts as a failed poll only if it stays unreadable to the end).
+holds_for() {
+    local desc=$1 secs=$2 filter=$3 start=$SECONDS out polls=0
+    while [ $((SECONDS - start)) -lt "$secs" ]; do
+        out=$(cluster status --json 2>/dev/null) || out=""
+        if [ -n "$out" ]; then
+            polls=$((polls + 1))
+            if ! jq -e "$filter" >/dev/null 2>&1 <<< "$out"; then
+                STATUS_JSON=$out
+                abort "$desc: false after $((SECONDS - start))s (jq: $filter)"
+            fi
+        fi
+        sleep 0.5
+    done
+    [ "$polls" -gt 0 ] || abort "$desc: no readable cluster status in ${secs}s"
+    _ok "$desc (held for ${secs}s, $polls polls)"
+}
+
 # wait_until DESC TIMEOUT JQ_FILTER: poll `cluster status --json` until the
 # jq filter is true (e.g. '[.node_status[].members == [1,2]] | all')
 wait_until() {

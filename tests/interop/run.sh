@@ -210,6 +210,7 @@ start_server() { # kind tls
                 ref_tls=on
                 say "note: qnetd-ref cannot start corosync-qnetd with -s req (it passes 'required'); using --tls on for the reference"
             fi
+            REF_TLS=$ref_tls
             say "starting reference corosync-qnetd on $QNETD_ADDR (tls $ref_tls, state $QNETD_REF_DIR)"
             local rc=0
             "$QNETD_REF" start --listen 127.0.0.1 --port "$port" --tls "$ref_tls" 2>&1 | sed 's/^/    | /' || rc=$?
@@ -242,6 +243,7 @@ start_server() { # kind tls
             fi
             local args=(serve -f -s "$tls" -l 127.0.0.1 -p "$port" -S "$settings")
             [ "$QNETD_DEBUG" = 1 ] && args+=(-d)
+            OUR_ARGS=("${args[@]}")
             say "starting our qnetd: $QNETD_BIN ${args[*]} (log $SERVER_LOG)"
             "$QNETD_BIN" "${args[@]}" < /dev/null >> "$SERVER_LOG" 2>&1 &
             SERVER_PID=$!
@@ -253,7 +255,43 @@ start_server() { # kind tls
     say "server $kind pid $SERVER_PID accepts TCP on $QNETD_ADDR"
 }
 
+# restart_server: called from a scenario (a subshell of this script): stops
+# the server under test and starts it again on the same port with the same
+# settings and state directory. The new PID goes to $CUR_DIR/server.pid,
+# which stop_server prefers.
+restart_server() {
+    local port=${QNETD_ADDR##*:} i pid st
+    say "restarting the $SERVER_KIND server on $QNETD_ADDR"
+    case "$SERVER_KIND" in
+        ref)
+            timeout 30 "$QNETD_REF" stop 2>&1 | sed 's/^/    | /' || true
+            timeout 60 "$QNETD_REF" start --listen 127.0.0.1 --port "$port" --tls "$REF_TLS" 2>&1 | sed 's/^/    | /' ||
+                { say "qnetd-ref start failed"; return 1; }
+            read -r pid st < "$QNETD_REF_DIR/qnetd.pidinfo" || { say "no pid from qnetd-ref"; return 1; }
+            ;;
+        ours)
+            kill -TERM "$SERVER_PID" 2>/dev/null || true
+            for i in $(seq 1 100); do
+                proc_alive "$SERVER_PID" || break
+                sleep 0.1
+            done
+            proc_alive "$SERVER_PID" && { say "our qnetd pid $SERVER_PID did not stop within 10s"; return 1; }
+            "$QNETD_BIN" "${OUR_ARGS[@]}" < /dev/null >> "$SERVER_LOG" 2>&1 &
+            pid=$!
+            ;;
+    esac
+    SERVER_PID=$pid
+    echo "$pid" > "$CUR_DIR/server.pid"
+    wait_tcp "$port" "$SERVER_PID" "$SERVER_START_TIMEOUT" || return 1
+    say "server $SERVER_KIND restarted: pid $SERVER_PID accepts TCP on $QNETD_ADDR"
+}
+
 stop_server() {
+    # A scenario that restarted the server left the new PID here.
+    if [ -n "$CUR_DIR" ] && [ -s "$CUR_DIR/server.pid" ]; then
+        SERVER_PID=$(cat "$CUR_DIR/server.pid")
+        rm -f "$CUR_DIR/server.pid"
+    fi
     [ -n "$SERVER_PID" ] || return 0
     local i rc=0
     case "$SERVER_KIND" in

@@ -214,6 +214,58 @@ register_scenario ffsplit4-heuristics sc_ffsplit4_heuristics off \
     "4 nodes, ffsplit, heuristics (sync), tie-breaker lowest: node1 heuristics fail (qdevice restarted so the server has it), split 1,2/3,4 -> 3,4 win (ACK), 1,2 inquorate; heal -> all ACK"
 
 # ---------------------------------------------------------------------------
+# 4-node ffsplit: the arbitrator restarts during a split while the winning
+# half cannot reach it yet
+# ---------------------------------------------------------------------------
+# Node1's heuristics fail (as in ffsplit4-heuristics), so after the split
+# 3,4 hold the vote. Then 3,4 are cut off from the arbitrator and it is
+# restarted at once (before dead-peer detection could move the vote): 1,2
+# reconnect first, 3,4 only when restored.
+#   * ours remembers the holder (state_dir) and holds the vote back from 1,2
+#     for restart_vote_hold (30 s) while 3,4 are away: 1,2 never get quorum;
+#     once 3,4 are back they get the vote again.
+#   * the reference forgets: 1,2 are the only partition it sees and get the
+#     vote (quorum) until 3,4 return and win on heuristics. That is the
+#     failover this feature prevents; the scenario asserts each server's
+#     own behaviour so that both runs show the difference.
+sc_ffsplit4_restart() {
+    cluster_up --nodes 4 --algorithm ffsplit --tls off --tie-breaker lowest --heuristics builtin
+    check_healthy 4 5
+    must "node1 heuristics fail" cluster heuristics 1 fail
+    must "stop qdevice on node1" cluster stop-qdevice 1
+    must "start qdevice on node1" cluster start-qdevice 1
+    wait_cluster wait-ack 1-4 30
+
+    observe "split 1,2/3,4 (observe, settle 10s)" cluster split 1,2/3,4 --observe --settle 10 --max 60
+    assert_summary 3,4 final Yes
+    assert_summary 1,2 final No
+
+    must "isolate-qnetd 3,4" cluster isolate-qnetd 3,4
+    restart_server || abort "restart of the $SERVER_KIND server failed"
+    wait_until "nodes 1,2 reconnected to the restarted server" 30 \
+        '[.node_status[] | select(.node <= 2) | .qdevice_state == "Connected"] | all'
+    if [ "$SERVER_KIND" = ours ]; then
+        holds_for "nodes 1,2 stay inquorate while 3,4 are away" 12 \
+            '[.node_status[] | select(.node <= 2) | .quorate == false] | all'
+    else
+        wait_until "reference: nodes 1,2 get quorum (the vote moved)" 30 \
+            '[.node_status[] | select(.node <= 2) | .quorate == true] | all'
+    fi
+
+    observe "restore-qnetd 3,4 (observe, settle 10s)" cluster restore-qnetd 3,4 --observe --settle 10 --max 60
+    assert_summary 3,4 final Yes
+    assert_summary 1,2 final No
+    take_status
+    check_partition 3,4 3 true
+    check_partition 1,2 2 false
+    show_server_view
+
+    heal_and_check 4 5
+}
+register_scenario ffsplit4-restart sc_ffsplit4_restart off \
+    "4 nodes, ffsplit, node1 heuristics fail, split 1,2/3,4 (3,4 win); 3,4 cut off from qnetd and qnetd restarted: ours keeps 1,2 inquorate until 3,4 are back (restart-safe vote), the reference gives 1,2 quorum; restore -> 3,4 win again"
+
+# ---------------------------------------------------------------------------
 # 3-node lms, split 1/2/3: three partitions of one, the tie-breaker wins
 # ---------------------------------------------------------------------------
 # votes left unset: qdevice uses N-1 = 2, so expected votes are 5 and node1
