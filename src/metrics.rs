@@ -32,6 +32,7 @@ pub const DECISIONS: &str = "qnetd_decisions_total";
 pub const DECISION_LATENCY: &str = "qnetd_decision_latency_seconds";
 pub const CONNECTIONS: &str = "qnetd_connections_accepted_total";
 pub const CONNECTIONS_REFUSED: &str = "qnetd_connections_refused_total";
+pub const SNAPSHOT_SAVES: &str = "qnetd_state_snapshot_saves_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -85,6 +86,10 @@ pub fn install() -> bool {
     metrics::describe_counter!(
         CONNECTIONS_REFUSED,
         "TCP connections refused by max_clients or max_clients_per_address"
+    );
+    metrics::describe_counter!(
+        SNAPSHOT_SAVES,
+        "Writes of the decision snapshot (state_dir), by result"
     );
     true
 }

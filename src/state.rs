@@ -330,10 +330,13 @@ impl VoteMemory {
         };
         match write_atomically(path, &bytes) {
             Ok(()) => {
+                metrics::counter!(crate::metrics::SNAPSHOT_SAVES, "result" => "ok").increment(1);
                 debug!(path = %path.display(), bytes = bytes.len(), "decision snapshot saved");
                 true
             }
             Err(e) => {
+                metrics::counter!(crate::metrics::SNAPSHOT_SAVES, "result" => "failed")
+                    .increment(1);
                 // Try again at the next change or tick.
                 self.dirty.store(true, Ordering::Release);
                 warn!(

@@ -223,23 +223,6 @@ async fn admin_socket_is_owner_only_by_default() {
     srv.stop().await;
 }
 
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        s.read_to_string(&mut out),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
-    out
-}
-
 /// The value of the first sample whose line starts with `prefix`.
 fn sample(text: &str, prefix: &str) -> f64 {
     text.lines()

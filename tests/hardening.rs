@@ -39,6 +39,11 @@ async fn per_address_limit_refuses_only_that_address() {
         .await
         .expect("4th connection from 127.0.0.1 is closed");
     wait_log(&["connection refused", "127.0.0.1 already has 3 connections"]).await;
+    let metrics = scrape(srv.ctx.metrics_addr.expect("metrics on")).await;
+    assert!(
+        metrics.contains("qnetd_connections_refused_total{reason=\"per_address\"}"),
+        "refusal counted:\n{metrics}"
+    );
     // Another source address is still admitted and served.
     let mut other = Client::connect_from(srv.addr, lo(2)).await.unwrap();
     other

@@ -273,3 +273,21 @@ pub async fn assert_unharmed(n: &mut Node) {
     }
     assert_eq!(n.vote, Some(Vote::Ack));
 }
+
+/// GET /metrics from the server's metrics listener.
+pub async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_string(&mut s, &mut out),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
+    out
+}
