@@ -353,6 +353,16 @@ impl VoteMemory {
         self.path.is_some()
     }
 
+    /// The snapshot file, if one is in use.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Until when (server clock, ms) the restart hold applies.
+    pub fn hold_until_ms(&self) -> u64 {
+        self.hold_until_ms
+    }
+
     /// Waits until a holder changes.
     pub async fn changed(&self) {
         self.changed.notified().await;

@@ -19,7 +19,8 @@ use crate::session::display_name;
 use crate::table::lock;
 
 pub use qnetd_proto::status::{
-    CertificateStatus, ClusterStatus, ConfigNode, NodeStatus, PartitionStatus, ServerStatus,
+    CertificateStatus, ClusterStatus, ConfigNode, NodeStatus, PartitionStatus, RememberedHolder,
+    ServerStatus,
 };
 
 fn heuristics_label(h: Heuristics) -> String {
@@ -117,6 +118,11 @@ pub fn snapshot(ctx: &ServerCtx) -> ServerStatus {
                 kap,
                 nodes,
                 partitions: by_ring.into_values().collect(),
+                remembered_holder: ctx.table.memory().holder(&name).map(|h| RememberedHolder {
+                    ring_id: h.ring.to_string(),
+                    members: h.members,
+                    since_unix: h.since_unix_ms / 1000,
+                }),
             },
         ));
     }
@@ -134,6 +140,14 @@ pub fn snapshot(ctx: &ServerCtx) -> ServerStatus {
         max_send_size: s.max_client_send_size as u64,
         max_receive_size: s.max_client_receive_size as u64,
         clusters: clusters.into_iter().map(|(_, c)| c).collect(),
+        state_file: ctx
+            .table
+            .memory()
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        remembered_clusters: ctx.table.memory().len() as u64,
+        restart_hold_remaining_ms: ctx.table.memory().hold_until_ms().saturating_sub(now),
         certificates: ctx
             .tls
             .as_ref()

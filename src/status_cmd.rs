@@ -112,7 +112,15 @@ fn vote_holder(c: &ClusterStatus) -> String {
         })
         .collect();
     if holders.is_empty() {
-        "-".into()
+        // Nobody connected holds it: say who held it last, if known (e.g.
+        // during the restart hold).
+        match &c.remembered_holder {
+            Some(h) => {
+                let nodes: Vec<String> = h.members.iter().map(|n| n.to_string()).collect();
+                format!("- (last: ring {}, nodes {})", h.ring_id, nodes.join(","))
+            }
+            None => "-".into(),
+        }
     } else {
         holders.join("; ")
     }
@@ -195,6 +203,20 @@ fn print_human(st: &ServerStatus, args: &StatusArgs) {
         println!(
             "TLS {} certificate {}: {} days left{warn}",
             c.role, c.subject, c.days_left
+        );
+    }
+    if !st.state_file.is_empty() {
+        let hold = if st.restart_hold_remaining_ms > 0 {
+            format!(
+                "; restart hold: {} s left",
+                st.restart_hold_remaining_ms.div_ceil(1000)
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "vote holders of {} clusters remembered in {}{hold}",
+            st.remembered_clusters, st.state_file
         );
     }
     if clusters.is_empty() {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -12,20 +11,6 @@ use qnetd::status::ServerStatus;
 use qnetd::wire::{Heuristics, RingId, TieBreaker, Vote};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-
-async fn ask(path: &Path, line: &str) -> String {
-    let mut s = UnixStream::connect(path).await.unwrap();
-    s.write_all(line.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        s.read_to_string(&mut out),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    out
-}
 
 /// A 2-node ffsplit cluster split 1/2 (node 1 holds the vote).
 async fn split_cluster(srv: &TestServer, name: &str) -> (Node, Node) {

@@ -100,6 +100,19 @@ async fn split_vote_survives_a_restart_with_adverse_reconnect_order() {
         "the half that did not hold the vote must not get it while the holder is away"
     );
     wait_log(&["decision", "cluster=\"restart\"", "restart_hold"]).await;
+    // Status shows the remembered holder and the hold.
+    let reply = ask(&srv.ctx.settings.local_socket_file, "json\n").await;
+    let st: qnetd::status::ServerStatus =
+        serde_json::from_str(reply.strip_prefix("OK\n").expect("OK reply")).unwrap();
+    assert!(st.state_file.ends_with("decisions.pb"), "{}", st.state_file);
+    assert_eq!(st.remembered_clusters, 1);
+    assert!(st.restart_hold_remaining_ms > 0);
+    let c = st.clusters.iter().find(|c| c.name == "restart").unwrap();
+    let held = c.remembered_holder.as_ref().expect("remembered holder");
+    assert_eq!(
+        (held.ring_id.as_str(), held.members.clone()),
+        ("3.8", vec![3, 4])
+    );
     // Then the old holder, one node at a time.
     let mut n3 = node(srv.addr, 3, r34, &[3, 4]).await;
     let mut n4 = node(srv.addr, 4, r34, &[3, 4]).await;

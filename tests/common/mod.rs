@@ -291,3 +291,20 @@ pub async fn scrape(addr: std::net::SocketAddr) -> String {
     assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
     out
 }
+
+/// Sends one request line to the admin socket and returns the whole reply.
+pub async fn ask(path: &std::path::Path, line: &str) -> String {
+    let mut s = tokio::net::UnixStream::connect(path).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, line.as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_string(&mut s, &mut out),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    out
+}
