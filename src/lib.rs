@@ -13,8 +13,10 @@
 //! - [`config`]: settings from the command line and the TOML file;
 //! - [`status`]: the status model and its text forms;
 //! - [`ipc`]: the local admin socket (corosync-qnetd-tool compatible);
-//! - [`metrics`]: Prometheus counters, gauges and the /metrics endpoint.
+//! - [`metrics`]: Prometheus counters, gauges and the /metrics endpoint;
+//! - [`bench`]: the load generator of `qnetd bench`.
 
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod framing;
