@@ -77,7 +77,7 @@ OURS_CMD="$Q serve -f -l 127.0.0.1 -p $OUR_PORT -s $TLS -S tls_dir=$WORK/tls,loc
 REF_CMD="$REF_BIN -f -l 127.0.0.1 -p $REF_PORT -s $TLS -S nss_db_dir=$NSSDB,lock_file=$WORK/ref.pid,local_socket_file=$WORK/ref.sock,listen_backlog=$BACKLOG"
 
 OUR_VERSION="qnetd $("$Q" --version | awk '{print $2}') ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ', modified'))"
-REF_VERSION=$("$REF_BIN" -v 2>&1 | head -1)
+REF_VERSION=$("$REF_BIN" -v 2>&1 | head -1 || true)
 
 run_one() { # who workload clusters
     local who=$1 w=$2 clusters=$3 port cmd name label
