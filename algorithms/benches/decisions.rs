@@ -91,9 +91,7 @@ impl Sim {
         let mut sent = 0;
         while let Some((node, seq)) = self.pending.pop() {
             sent += 1;
-            let out = self
-                .cluster
-                .handle(node, Event::VoteInfoReply { seq }, 0);
+            let out = self.cluster.handle(node, Event::VoteInfoReply { seq }, 0);
             self.collect(out.actions);
         }
         sent

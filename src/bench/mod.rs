@@ -96,6 +96,10 @@ struct LoadArgs {
     /// Upper bound of the random delay before a reconnect, ms (qdevice: up to 4500).
     #[arg(long, default_value_t = 1000)]
     reconnect_jitter_ms: u64,
+    /// At most N first connection attempts in flight (0: all at once, a
+    /// storm). Reconnections are never limited.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    max_connecting: usize,
     /// One 127.x.y.z source address per cluster (on), or the kernel's choice (off).
     #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     spread: bool,
@@ -184,6 +188,7 @@ impl LoadArgs {
             timeout: self.timeout,
             connect_timeout: self.connect_timeout,
             reconnect_jitter: Duration::from_millis(self.reconnect_jitter_ms),
+            max_connecting: self.max_connecting,
             spread: self.spread,
             cluster_prefix: self.cluster_prefix.clone(),
             server_pid: self.server_pid,

@@ -85,6 +85,9 @@ pub struct RunCtx {
     pub connect_timeout: Duration,
     /// Upper bound of the random delay before a reconnect.
     pub reconnect_jitter: Duration,
+    /// Limits the first connection attempts in flight (`--max-connecting`);
+    /// reconnections are not limited.
+    pub first_connect: Option<Arc<tokio::sync::Semaphore>>,
     /// No node runs past this instant.
     pub deadline: Instant,
 }
@@ -282,6 +285,16 @@ async fn session(
         heartbeat_ms: ctx.heartbeat_ms,
         ring,
     };
+    let first = shared.generation.load(Ordering::Relaxed) == 0;
+    let _permit = match (&ctx.first_connect, first) {
+        (Some(sem), true) => Some(
+            Arc::clone(sem)
+                .acquire_owned()
+                .await
+                .map_err(|_| ClientError::Closed)?,
+        ),
+        _ => None,
+    };
     let mut client = tokio::time::timeout(ctx.connect_timeout, async {
         let mut c = connect(spec, ctx).await?;
         c.timeout = ctx.connect_timeout;
@@ -303,6 +316,7 @@ async fn session(
     .await
     .map_err(|_| ClientError::Timeout)??;
     shared.generation.fetch_add(1, Ordering::Relaxed);
+    drop(_permit);
     shared.record(ctx, held::NONE, view);
 
     // Steps 2-5 of the real client, queued back to back.

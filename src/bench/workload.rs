@@ -64,6 +64,10 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Upper bound of the random delay before a reconnect.
     pub reconnect_jitter: Duration,
+    /// At most this many first connection attempts in flight (0: all at
+    /// once). For the set-up of steady and mass-split at scale; a storm is
+    /// all at once by definition.
+    pub max_connecting: usize,
     /// One 127.x.y.z source address per cluster.
     pub spread: bool,
     pub cluster_prefix: String,
@@ -92,6 +96,7 @@ impl Default for Config {
             timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(8),
             reconnect_jitter: Duration::from_millis(1000),
+            max_connecting: 0,
             spread: true,
             cluster_prefix: "bench".into(),
             server_pid: None,
@@ -377,6 +382,20 @@ pub async fn run(cfg: &Config, workload: Workload) -> Result<Report, String> {
 
     let mut spawned = match &cfg.spawn {
         Some(cmd) => {
+            // Otherwise the readiness probe would take another server's
+            // answer for the spawned one's.
+            if let Ok(Ok(_)) = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::net::TcpStream::connect(cfg.server),
+            )
+            .await
+            {
+                return Err(format!(
+                    "something already listens on {}; stop it or choose another port \
+                     (in --server and in the --spawn command)",
+                    cfg.server
+                ));
+            }
             let mut s = Spawned::new(cmd, cfg.server_log.clone());
             s.start()?;
             s.wait_ready(cfg.server, Duration::from_secs(30)).await?;
@@ -442,6 +461,8 @@ async fn run_with(
         heartbeat_ms: cfg.heartbeat_ms,
         connect_timeout: cfg.connect_timeout,
         reconnect_jitter: cfg.reconnect_jitter,
+        first_connect: (cfg.max_connecting > 0)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(cfg.max_connecting))),
         // Room for every phase, each bounded by the timeout.
         deadline: now + cfg.timeout * 3 + cfg.duration + Duration::from_secs(30),
     });
@@ -717,7 +738,7 @@ async fn run_with(
         .count();
     report.errors = (run.errors() - expected_errors) as usize;
     let _ = connect_errors;
-    for s in &run.shared {
+    for s in run.shared.iter().filter(|_| report.errors > 0) {
         if report.error_samples.len() >= 5 {
             break;
         }
