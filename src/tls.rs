@@ -98,7 +98,7 @@ fn build_acceptor(dir: &Path, client_cert_required: bool) -> Result<SslAcceptor,
     // every TLS 1.3 handshake (each a serialised session, encrypted and
     // MACed) and the cached sessions were pure cost: about a third of the
     // server's instructions per TLS client (BENCHMARKS.md). A reconnecting
-    // client does a full handshake, as with the reference.
+    // client does a full handshake.
     b.set_num_tickets(0).map_err(setup)?;
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
     b.set_private_key(&key).map_err(setup)?;
