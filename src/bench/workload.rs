@@ -372,11 +372,12 @@ pub async fn run(cfg: &Config, workload: Workload) -> Result<Report, String> {
     check_config(cfg, workload)?;
     let clients = cfg.clusters * cfg.nodes as usize;
     let limit = super::proc::raise_nofile(clients as u64 * 2 + 4096);
-    if (limit as usize) < clients + 256 {
+    if (limit as usize) < clients + 32 {
         return Err(format!(
-            "{clients} clients need at least {} open files but the limit is {limit}; \
-             run as root or raise it (ulimit -n)",
-            clients + 256
+            "{clients} clients need at least {} open files but the limit is {limit} \
+             (the hard limit can be raised only with CAP_SYS_RESOURCE, e.g. as root \
+             outside a container); use fewer clients or raise it (ulimit -Hn)",
+            clients + 32
         ));
     }
 
