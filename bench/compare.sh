@@ -12,12 +12,20 @@
 #
 # Usage: bench/compare.sh [OUTDIR]          (default: bench/results/DATE)
 # Scale and settings (environment):
-#   CLUSTERS=10000 NODES=2     connect-storm, steady and reconnect load
+#   CLUSTERS=9980 NODES=2      connect-storm, steady and reconnect load
+#                              (19,960 clients: the most a process may hold
+#                              when the hard open-files limit is 20,000)
 #   SPLIT_CLUSTERS=5000        mass-split load
+#   RECONNECT_CLUSTERS=$CLUSTERS  reconnect load
 #   STEADY_S=60                steady duration (s)
 #   TLS=on                     on or off
 #   HEARTBEAT_MS=8000          client heartbeat
 #   TIMEOUT=300                bound of every wait for votes (s)
+#   CONNECT_TIMEOUT=60         bound of one connection attempt (s); qdevice's
+#                              default of 8 s makes a 20,000-client TLS storm
+#                              collapse into retries on 2 cores (BENCHMARKS.md)
+#   MAX_CONNECTING=200         first connections in flight while setting up
+#                              steady, mass-split and reconnect (0: storm)
 #   BACKLOG=4096               listen_backlog of both servers
 #   WORKLOADS="connect-storm steady mass-split reconnect"
 #   BUILD=1                    0: use the existing target/release/qnetd
@@ -31,13 +39,16 @@ PROG=$(basename "$0")
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 die() { echo "$PROG: $*" >&2; exit 1; }
 
-CLUSTERS=${CLUSTERS:-10000}
+CLUSTERS=${CLUSTERS:-9980}
 NODES=${NODES:-2}
 SPLIT_CLUSTERS=${SPLIT_CLUSTERS:-5000}
+RECONNECT_CLUSTERS=${RECONNECT_CLUSTERS:-$CLUSTERS}
 STEADY_S=${STEADY_S:-60}
 TLS=${TLS:-on}
 HEARTBEAT_MS=${HEARTBEAT_MS:-8000}
 TIMEOUT=${TIMEOUT:-300}
+CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-60}
+MAX_CONNECTING=${MAX_CONNECTING:-200}
 BACKLOG=${BACKLOG:-4096}
 WORKLOADS=${WORKLOADS:-connect-storm steady mass-split reconnect}
 BUILD=${BUILD:-1}
@@ -86,11 +97,14 @@ run_one() { # who workload clusters
     else
         port=$REF_PORT cmd=$REF_CMD name=corosync-qnetd label=$REF_VERSION
     fi
+    local ramp=$MAX_CONNECTING
+    [ "$w" = connect-storm ] && ramp=0
     echo "== $w against $name ($clusters clusters x $NODES nodes, TLS $TLS)"
     local rc=0
     "$Q" bench "$w" --server "127.0.0.1:$port" --clusters "$clusters" --nodes "$NODES" \
         --tls "$TLS" --tls-dir "$WORK/tls" --heartbeat-ms "$HEARTBEAT_MS" \
         --duration "$STEADY_S" --timeout "$TIMEOUT" \
+        --connect-timeout "$CONNECT_TIMEOUT" --max-connecting "$ramp" \
         --spawn "$cmd" --server-log "$OUT/$who-$w.server.log" \
         --server-name "$name" --server-label "$label" \
         --json "$OUT/$who-$w.json" | tee "$OUT/$who-$w.txt" || rc=$?
@@ -102,6 +116,7 @@ OURS_JSON=() REF_JSON=()
 for w in $WORKLOADS; do
     clusters=$CLUSTERS
     [ "$w" = mass-split ] && clusters=$SPLIT_CLUSTERS
+    [ "$w" = reconnect ] && clusters=$RECONNECT_CLUSTERS
     run_one ours "$w" "$clusters"
     run_one ref "$w" "$clusters"
     if [ -s "$OUT/ours-$w.json" ] && [ -s "$OUT/ref-$w.json" ]; then
@@ -119,6 +134,7 @@ done
     echo "- RAM: $(free -g | awk '/^Mem:/ {print $2}') GiB"
     echo "- kernel: $(uname -r)"
     echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- other busy processes at the end: $(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 5 {printf "%s (%s%%) ", $2, $1}')"
     echo
     echo "## Versions"
     echo
@@ -128,8 +144,10 @@ done
     echo "## Command"
     echo
     echo '```sh'
-    echo "CLUSTERS=$CLUSTERS NODES=$NODES SPLIT_CLUSTERS=$SPLIT_CLUSTERS STEADY_S=$STEADY_S TLS=$TLS \\"
-    echo "  HEARTBEAT_MS=$HEARTBEAT_MS TIMEOUT=$TIMEOUT BACKLOG=$BACKLOG WORKLOADS=\"$WORKLOADS\" bench/compare.sh"
+    echo "CLUSTERS=$CLUSTERS NODES=$NODES SPLIT_CLUSTERS=$SPLIT_CLUSTERS RECONNECT_CLUSTERS=$RECONNECT_CLUSTERS \\"
+    echo "  STEADY_S=$STEADY_S TLS=$TLS \\"
+    echo "  HEARTBEAT_MS=$HEARTBEAT_MS TIMEOUT=$TIMEOUT CONNECT_TIMEOUT=$CONNECT_TIMEOUT \\"
+    echo "  MAX_CONNECTING=$MAX_CONNECTING BACKLOG=$BACKLOG WORKLOADS=\"$WORKLOADS\" bench/compare.sh"
     echo '```'
     echo
     echo "Servers (ports and paths differ only):"
