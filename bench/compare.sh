@@ -29,7 +29,7 @@
 #   BACKLOG=4096               listen_backlog of both servers
 #   WORKLOADS="connect-storm steady mass-split reconnect"
 #   BUILD=1                    0: use the existing target/release/qnetd
-#   OUR_PORT=25403 REF_PORT=25404
+#   OUR_PORT=25403 REF_PORT=25404 OUR_METRICS_PORT=OUR_PORT+2
 # Needs: cargo, corosync-qnetd, certutil and pk12util (libnss3-tools),
 # openssl. Root is needed above ~20,000 open files (the bench raises the
 # limit for itself and the servers it starts).
@@ -53,6 +53,7 @@ BACKLOG=${BACKLOG:-4096}
 WORKLOADS=${WORKLOADS:-connect-storm steady mass-split reconnect}
 BUILD=${BUILD:-1}
 OUR_PORT=${OUR_PORT:-25403}
+OUR_METRICS_PORT=${OUR_METRICS_PORT:-$((OUR_PORT + 2))}
 REF_PORT=${REF_PORT:-25404}
 OUT=${1:-$ROOT/bench/results/$(date -u +%Y%m%d-%H%M%S)}
 
@@ -84,7 +85,7 @@ openssl pkcs12 -export -in "$WORK/tls/qnetd-server.pem" -inkey "$WORK/tls/qnetd-
     -name "QNetd Cert" -passout pass: -out "$WORK/server.p12"
 pk12util -i "$WORK/server.p12" -d "$NSSDB" -W "" >/dev/null
 
-OURS_CMD="$Q serve -f -l 127.0.0.1 -p $OUR_PORT -s $TLS -S tls_dir=$WORK/tls,lock_file=$WORK/ours.pid,local_socket_file=$WORK/ours.sock,listen_backlog=$BACKLOG --metrics-listen off"
+OURS_CMD="$Q serve -f -l 127.0.0.1 -p $OUR_PORT -s $TLS -S tls_dir=$WORK/tls,lock_file=$WORK/ours.pid,local_socket_file=$WORK/ours.sock,listen_backlog=$BACKLOG --metrics-listen 127.0.0.1:$OUR_METRICS_PORT"
 REF_CMD="$REF_BIN -f -l 127.0.0.1 -p $REF_PORT -s $TLS -S nss_db_dir=$NSSDB,lock_file=$WORK/ref.pid,local_socket_file=$WORK/ref.sock,listen_backlog=$BACKLOG"
 
 OUR_VERSION="qnetd $("$Q" --version | awk '{print $2}') ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ', modified'))"
@@ -92,8 +93,11 @@ REF_VERSION=$("$REF_BIN" -v 2>&1 | head -1 || true)
 
 run_one() { # who workload clusters
     local who=$1 w=$2 clusters=$3 port cmd name label
+    local extra=()
     if [ "$who" = ours ]; then
         port=$OUR_PORT cmd=$OURS_CMD name=qnetd label=$OUR_VERSION
+        # our decision-latency histogram (the reference has none)
+        extra=(--metrics "127.0.0.1:$OUR_METRICS_PORT")
     else
         port=$REF_PORT cmd=$REF_CMD name=corosync-qnetd label=$REF_VERSION
     fi
@@ -107,7 +111,7 @@ run_one() { # who workload clusters
         --connect-timeout "$CONNECT_TIMEOUT" --max-connecting "$ramp" \
         --spawn "$cmd" --server-log "$OUT/$who-$w.server.log" \
         --server-name "$name" --server-label "$label" \
-        --json "$OUT/$who-$w.json" | tee "$OUT/$who-$w.txt" || rc=$?
+        "${extra[@]}" --json "$OUT/$who-$w.json" | tee "$OUT/$who-$w.txt" || rc=$?
     [ "$rc" = 0 ] || echo "($name: $w did not complete, exit status $rc; its figures are in the table)"
     sleep 2 # let TIME_WAIT sockets and the previous server's memory go
 }

@@ -116,6 +116,10 @@ struct LoadArgs {
     /// Append the spawned server's output to this file.
     #[arg(long, value_name = "FILE")]
     server_log: Option<PathBuf>,
+    /// Our server's metrics address (its --metrics-listen): the bench reads
+    /// its decision-latency histogram around the workload's phase.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
     /// Name of the server in the report.
     #[arg(long, default_value = "server")]
     server_name: String,
@@ -194,6 +198,7 @@ impl LoadArgs {
             server_pid: self.server_pid,
             spawn: self.spawn.clone(),
             server_log: self.server_log.clone(),
+            metrics: self.metrics,
             server_name: self.server_name.clone(),
             server_label: self.server_label.clone(),
             progress: !self.quiet,

@@ -76,6 +76,114 @@ pub fn sample_proc(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// Our server's own decision latency (event in → votes queued), from the
+/// `qnetd_decision_latency_seconds` histogram of its /metrics: percentiles
+/// are bucket upper bounds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServerDecision {
+    pub count: u64,
+    pub p50_le_ms: f64,
+    pub p99_le_ms: f64,
+    /// Upper bound of the highest non-empty bucket; `None` if some took
+    /// longer than the last finite bucket.
+    pub max_le_ms: Option<f64>,
+}
+
+/// The decision-latency histogram's cumulative buckets: (upper bound in
+/// seconds, `None` for +Inf; count), summed over label sets.
+pub type Buckets = Vec<(Option<f64>, u64)>;
+
+/// Parses the histogram out of a Prometheus text page.
+pub fn parse_decision_buckets(text: &str) -> Buckets {
+    let mut out: Buckets = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("qnetd_decision_latency_seconds_bucket{") else {
+            continue;
+        };
+        let Some(le_at) = rest.find("le=\"") else {
+            continue;
+        };
+        let le_text = &rest[le_at + 4..];
+        let Some(end) = le_text.find('"') else {
+            continue;
+        };
+        let le = match &le_text[..end] {
+            "+Inf" => None,
+            v => match v.parse::<f64>() {
+                Ok(v) => Some(v),
+                Err(_) => continue,
+            },
+        };
+        let Some(count) = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()) else {
+            continue;
+        };
+        match out.iter_mut().find(|(b, _)| *b == le) {
+            Some(e) => e.1 += count as u64,
+            None => out.push((le, count as u64)),
+        }
+    }
+    out.sort_by(|a, b| match (a.0, b.0) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    out
+}
+
+/// Percentiles of the decisions between two scrapes.
+pub fn decision_between(before: &Buckets, after: &Buckets) -> Option<ServerDecision> {
+    let delta: Vec<(Option<f64>, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let b = before
+                .iter()
+                .find(|(l, _)| l == le)
+                .map(|x| x.1)
+                .unwrap_or(0);
+            (*le, n.saturating_sub(b))
+        })
+        .collect();
+    let total = delta.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let at = |q: f64| {
+        let want = (q * total as f64).ceil() as u64;
+        delta
+            .iter()
+            .find(|(_, n)| *n >= want.max(1))
+            .and_then(|(le, _)| *le)
+            .map(|s| s * 1e3)
+            .unwrap_or(f64::INFINITY)
+    };
+    let max = at(1.0);
+    Some(ServerDecision {
+        count: total,
+        p50_le_ms: at(0.5).min(1e9),
+        p99_le_ms: at(0.99).min(1e9),
+        max_le_ms: max.is_finite().then_some(max),
+    })
+}
+
+/// GET http://ADDR/metrics, bounded by a short timeout.
+pub async fn scrape(addr: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: qnetd\r\n\r\n")
+            .await
+            .ok()?;
+        let mut body = Vec::new();
+        s.read_to_end(&mut body).await.ok()?;
+        String::from_utf8(body).ok()
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), fut)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Figures of one phase (connect, or the workload's own).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct PhaseReport {
@@ -117,6 +225,9 @@ pub struct Report {
     /// Mass-split: per cluster, from the last membership sent to the first
     /// VOTE_INFO that followed (client-side view of event in → votes out).
     pub decision: Option<Latency>,
+    /// Our server's decision latency during the workload's phase (from its
+    /// /metrics, `--metrics ADDR`).
+    pub server_decision: Option<ServerDecision>,
     /// Mass-split: instants with ACK holders of two different memberships.
     pub double_acks: usize,
     /// Nodes whose vote at the end was not the expected one.
@@ -200,6 +311,20 @@ impl Report {
         }
         if let Some(d) = &self.decision {
             row("decision (client view)", lat(d));
+        }
+        if let Some(d) = &self.server_decision {
+            row(
+                "decision (server, queued)",
+                format!(
+                    "p50 <= {} ms, p99 <= {} ms, max <= {} (n={})",
+                    d.p50_le_ms,
+                    d.p99_le_ms,
+                    d.max_le_ms
+                        .map(|m| format!("{m} ms"))
+                        .unwrap_or_else(|| "above 100 ms".into()),
+                    d.count
+                ),
+            );
         }
         if let Some(r) = self.restart_s {
             row("server restart", format!("{r:.3} s"));
@@ -382,6 +507,32 @@ pub fn read_report(path: &Path) -> Result<Report, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decision_histogram() {
+        let page = |a: u64, b: u64, c: u64| {
+            format!(
+                "# TYPE x histogram\nqnetd_decision_latency_seconds_bucket{{le=\"0.0001\"}} {a}\n\
+                 qnetd_decision_latency_seconds_bucket{{le=\"0.001\"}} {b}\n\
+                 qnetd_decision_latency_seconds_bucket{{le=\"+Inf\"}} {c}\n"
+            )
+        };
+        let before = parse_decision_buckets(&page(5, 5, 5));
+        let after = parse_decision_buckets(&page(95, 105, 105));
+        let d = decision_between(&before, &after).unwrap();
+        assert_eq!(d.count, 100);
+        assert_eq!(
+            (d.p50_le_ms, d.p99_le_ms, d.max_le_ms),
+            (0.1, 1.0, Some(1.0))
+        );
+        let after = parse_decision_buckets(&page(95, 100, 106));
+        assert_eq!(decision_between(&before, &after).unwrap().max_le_ms, None);
+        assert!(decision_between(&before, &before).is_none());
+        assert!(parse_decision_buckets(
+            "garbage\nqnetd_decision_latency_seconds_bucket{le=\"x\"} 1"
+        )
+        .is_empty());
+    }
 
     #[test]
     fn percentiles() {

@@ -76,6 +76,9 @@ pub struct Config {
     /// Command line that starts the server (`reconnect` needs it).
     pub spawn: Option<String>,
     pub server_log: Option<PathBuf>,
+    /// Our server's /metrics address: its decision-latency histogram is
+    /// read before and after the workload's phase.
+    pub metrics: Option<SocketAddr>,
     /// Label of the server in the report ("qnetd", "corosync-qnetd").
     pub server_name: String,
     pub server_label: String,
@@ -102,6 +105,7 @@ impl Default for Config {
             server_pid: None,
             spawn: None,
             server_log: None,
+            metrics: None,
             server_name: "server".into(),
             server_label: String::new(),
             progress: false,
@@ -477,6 +481,10 @@ async fn run_with(
 
     // --- connect: every node at once ------------------------------------
     let idle = pid.and_then(sample_proc);
+    let metrics_idle = match cfg.metrics {
+        Some(a) if workload == Workload::ConnectStorm => super::report::scrape(a).await,
+        _ => None,
+    };
     let t0 = ctx.now_ns();
     let mut tasks = tokio::task::JoinSet::new();
     for (sp, sh) in run.specs.iter().zip(&run.shared) {
@@ -526,6 +534,12 @@ async fn run_with(
         ..Default::default()
     };
     let connected_all = connect.done == connect.expected;
+    // The storm's decisions are the connect phase's; the others', their phase's.
+    let metrics_before = match cfg.metrics {
+        Some(_) if workload == Workload::ConnectStorm => metrics_idle,
+        Some(a) => super::report::scrape(a).await,
+        None => None,
+    };
     report.connect = connect;
     let mut expected_errors = 0;
     // Expected final vote of each node.
@@ -707,6 +721,15 @@ async fn run_with(
                 report.phase = Some(phase);
                 expected_errors = run.errors() - errors_before;
             }
+        }
+    }
+
+    if let (Some(a), Some(before)) = (cfg.metrics, &metrics_before) {
+        if let Some(after) = super::report::scrape(a).await {
+            report.server_decision = super::report::decision_between(
+                &super::report::parse_decision_buckets(before),
+                &super::report::parse_decision_buckets(&after),
+            );
         }
     }
 
