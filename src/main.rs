@@ -35,7 +35,7 @@ enum Command {
     Certs(certs_cmd::CertsArgs),
     /// Show the running server's clusters, nodes, partitions and votes.
     Status(status_cmd::StatusArgs),
-    Bench(qnetd::bench::BenchArgs),
+    Bench(Box<qnetd::bench::BenchArgs>),
 }
 
 #[derive(Args)]
@@ -92,7 +92,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Certs(args) => certs_cmd::run(args),
         Command::Status(args) => status_cmd::run(args),
-        Command::Bench(args) => qnetd::bench::main(args),
+        Command::Bench(args) => qnetd::bench::main(*args),
     }
 }
 
