@@ -287,12 +287,11 @@ async fn session(
     };
     let first = shared.generation.load(Ordering::Relaxed) == 0;
     let _permit = match (&ctx.first_connect, first) {
-        (Some(sem), true) => Some(
-            Arc::clone(sem)
-                .acquire_owned()
-                .await
-                .map_err(|_| ClientError::Closed)?,
-        ),
+        (Some(sem), true) => match Arc::clone(sem).acquire_owned().await {
+            Ok(p) => Some(p),
+            // Closed: the set-up is over and this node never connected.
+            Err(_) => return Ok(End::Stop),
+        },
         _ => None,
     };
     let mut client = tokio::time::timeout(ctx.connect_timeout, async {

@@ -551,6 +551,11 @@ async fn run_with(
         match workload {
             Workload::ConnectStorm => {}
             Workload::Steady => {
+                // Nodes that did not connect in time stop trying, so the
+                // steady figures are those of the connected ones only.
+                if let Some(sem) = &ctx.first_connect {
+                    sem.close();
+                }
                 let start = Instant::now();
                 let a = pid.and_then(sample_proc);
                 let gens: Vec<u32> = run
