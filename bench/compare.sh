@@ -26,6 +26,7 @@
 #                              collapse into retries on 2 cores (BENCHMARKS.md)
 #   MAX_CONNECTING=200         first connections in flight while setting up
 #                              steady, mass-split and reconnect (0: storm)
+#   SETTLE=3                   pause after the set-up, before the phase (s)
 #   BACKLOG=4096               listen_backlog of both servers
 #   WORKLOADS="connect-storm steady mass-split reconnect"
 #   BUILD=1                    0: use the existing target/release/qnetd
@@ -49,6 +50,7 @@ HEARTBEAT_MS=${HEARTBEAT_MS:-8000}
 TIMEOUT=${TIMEOUT:-300}
 CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-60}
 MAX_CONNECTING=${MAX_CONNECTING:-200}
+SETTLE=${SETTLE:-3}
 BACKLOG=${BACKLOG:-4096}
 WORKLOADS=${WORKLOADS:-connect-storm steady mass-split reconnect}
 BUILD=${BUILD:-1}
@@ -108,7 +110,7 @@ run_one() { # who workload clusters
     "$Q" bench "$w" --server "127.0.0.1:$port" --clusters "$clusters" --nodes "$NODES" \
         --tls "$TLS" --tls-dir "$WORK/tls" --heartbeat-ms "$HEARTBEAT_MS" \
         --duration "$STEADY_S" --timeout "$TIMEOUT" \
-        --connect-timeout "$CONNECT_TIMEOUT" --max-connecting "$ramp" \
+        --connect-timeout "$CONNECT_TIMEOUT" --max-connecting "$ramp" --settle "$SETTLE" \
         --spawn "$cmd" --server-log "$OUT/$who-$w.server.log" \
         --server-name "$name" --server-label "$label" \
         "${extra[@]}" --json "$OUT/$who-$w.json" | tee "$OUT/$who-$w.txt" || rc=$?
@@ -151,7 +153,7 @@ done
     echo "CLUSTERS=$CLUSTERS NODES=$NODES SPLIT_CLUSTERS=$SPLIT_CLUSTERS RECONNECT_CLUSTERS=$RECONNECT_CLUSTERS \\"
     echo "  STEADY_S=$STEADY_S TLS=$TLS \\"
     echo "  HEARTBEAT_MS=$HEARTBEAT_MS TIMEOUT=$TIMEOUT CONNECT_TIMEOUT=$CONNECT_TIMEOUT \\"
-    echo "  MAX_CONNECTING=$MAX_CONNECTING BACKLOG=$BACKLOG WORKLOADS=\"$WORKLOADS\" bench/compare.sh"
+    echo "  MAX_CONNECTING=$MAX_CONNECTING SETTLE=$SETTLE BACKLOG=$BACKLOG WORKLOADS=\"$WORKLOADS\" bench/compare.sh"
     echo '```'
     echo
     echo "Servers (ports and paths differ only):"

@@ -90,6 +90,9 @@ struct LoadArgs {
     /// Bound of every wait for votes, seconds.
     #[arg(long, default_value = "120", value_parser = seconds)]
     timeout: Duration,
+    /// Pause between the connect phase and the workload's phase, seconds.
+    #[arg(long, default_value = "0", value_parser = seconds)]
+    settle: Duration,
     /// Bound of one connection attempt (TCP, TLS, PREINIT..INIT_REPLY), seconds.
     #[arg(long, default_value = "8", value_parser = seconds)]
     connect_timeout: Duration,
@@ -190,6 +193,7 @@ impl LoadArgs {
             heartbeat_ms: self.heartbeat_ms,
             duration: self.duration,
             timeout: self.timeout,
+            settle: self.settle,
             connect_timeout: self.connect_timeout,
             reconnect_jitter: Duration::from_millis(self.reconnect_jitter_ms),
             max_connecting: self.max_connecting,

@@ -60,6 +60,9 @@ pub struct Config {
     pub duration: Duration,
     /// Bound of every wait for votes.
     pub timeout: Duration,
+    /// Pause between the connect phase and the workload's own phase (lets
+    /// the storm's tail drain; room to attach a profiler).
+    pub settle: Duration,
     /// Bound of one connection attempt (qdevice's default is 8 s).
     pub connect_timeout: Duration,
     /// Upper bound of the random delay before a reconnect.
@@ -97,6 +100,7 @@ impl Default for Config {
             heartbeat_ms: 8000,
             duration: Duration::from_secs(10),
             timeout: Duration::from_secs(120),
+            settle: Duration::ZERO,
             connect_timeout: Duration::from_secs(8),
             reconnect_jitter: Duration::from_millis(1000),
             max_connecting: 0,
@@ -545,6 +549,9 @@ async fn run_with(
     // Expected final vote of each node.
     let mut expect: Vec<u8> = vec![held::ACK; run.specs.len()];
 
+    if !cfg.settle.is_zero() && workload != Workload::ConnectStorm {
+        tokio::time::sleep(cfg.settle).await;
+    }
     // Steady runs with whatever connected (its figures are per client); the
     // other phases need every node voting first.
     if connected_all || (workload == Workload::Steady && report.connect.done > 0) {
@@ -644,11 +651,31 @@ async fn run_with(
                 let k = cfg.nodes as usize;
                 let mut doubles = 0;
                 let mut decisions = Vec::new();
+                let mut split_lat = Vec::new();
                 for (c, name) in names.iter().enumerate() {
                     let tl: Vec<Vec<node::Event>> = run.shared[c * k..(c + 1) * k]
                         .iter()
                         .map(|s| s.timeline.lock().map(|t| t.clone()).unwrap_or_default())
                         .collect();
+                    // Per node: from the first membership list of its
+                    // cluster leaving the bench to the node's final vote
+                    // (the bench's own fan-out to thousands of tasks is in
+                    // wall_s, not here).
+                    let first_send = tl
+                        .iter()
+                        .filter_map(|t| {
+                            t.iter()
+                                .find(|e| e.t_ns >= t1 && e.view != View::Whole)
+                                .map(|e| e.t_ns)
+                        })
+                        .min();
+                    for (i, t) in tl.iter().enumerate() {
+                        if let (Some(start), Some(last)) = (first_send, t.last()) {
+                            if last.view != View::Whole && last.vote == expect[c * k + i] {
+                                split_lat.push(last.t_ns.saturating_sub(start) as f64 / 1e6);
+                            }
+                        }
+                    }
                     let d = safety::double_acks(&tl, t1);
                     if doubles == 0 {
                         if let Some(first) = d.first() {
@@ -682,6 +709,7 @@ async fn run_with(
                 }
                 report.double_acks = doubles;
                 report.decision = Some(Latency::from_ms(decisions));
+                phase.latency = Latency::from_ms(split_lat);
                 phase.name = "split".into();
                 report.phase = Some(phase);
             }
