@@ -123,6 +123,31 @@ impl Client {
         })
     }
 
+    /// A client on an already connected socket (e.g. one bound to a chosen
+    /// source address, as the load generator does).
+    pub fn from_tcp(stream: TcpStream) -> Result<Client, ClientError> {
+        stream.set_nodelay(true)?;
+        let local = stream
+            .local_addr()
+            .map(|a| format!("{}:{}", a.ip(), a.port()))
+            .unwrap_or_default();
+        Ok(Client {
+            local,
+            stream: Box::new(stream),
+            frames: FrameReader::new(1 << 24),
+            seq: 1,
+            timeout: Duration::from_secs(5),
+            ring: RingId::default(),
+        })
+    }
+
+    /// The byte stream (TCP or TLS) and the frame reader with any bytes
+    /// already buffered, for a caller that drives the connection itself
+    /// after the handshake (the load generator).
+    pub fn into_parts(self) -> (Box<dyn Io>, FrameReader) {
+        (self.stream, self.frames)
+    }
+
     /// This end's address (`ip:port`), as the server prints it.
     pub fn local_addr(&self) -> String {
         self.local.clone()

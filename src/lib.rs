@@ -15,8 +15,10 @@
 //! - [`status`]: the status model and its text forms;
 //! - [`ipc`]: the local admin socket (corosync-qnetd-tool compatible);
 //! - [`metrics`]: Prometheus counters, gauges and the /metrics endpoint;
-//! - [`flood`]: the hardening suite's attack tool (`qnetd flood`).
+//! - [`flood`]: the hardening suite's attack tool (`qnetd flood`);
+//! - [`bench`]: the load generator of `qnetd bench`.
 
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod flood;

@@ -39,6 +39,7 @@ enum Command {
     /// Hardening suite: attack a server (loopback only) while legitimate
     /// clusters hold their votes, and report per phase.
     Flood(flood_cmd::FloodArgs),
+    Bench(Box<qnetd::bench::BenchArgs>),
 }
 
 #[derive(Args)]
@@ -96,6 +97,7 @@ fn main() -> ExitCode {
         Command::Certs(args) => certs_cmd::run(args),
         Command::Status(args) => status_cmd::run(args),
         Command::Flood(args) => flood_cmd::run(args),
+        Command::Bench(args) => qnetd::bench::main(*args),
     }
 }
 

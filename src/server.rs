@@ -629,7 +629,14 @@ impl Connection {
                     };
                     self.take_queued(Some(item));
                     if !self.out.is_empty() {
+                        // Biased, write first: after the task was starved
+                        // past the dead-peer deadline, a write that can
+                        // complete must not lose to the expired timer (the
+                        // client's heartbeat may be waiting unread; it is
+                        // read next). Found by `qnetd bench`; see
+                        // tests/dpd_starved.rs.
                         tokio::select! {
+                            biased;
                             r = write_flush(&mut wr, &self.out) => if let Err(e) = r {
                                 break 'conn Exit::Closed { reason: format!("write failed: {e}"), going_down: false, abnormal: true };
                             },

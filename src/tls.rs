@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use openssl::pkey::PKey;
-use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslVerifyMode, SslVersion};
+use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslSessionCacheMode, SslVerifyMode, SslVersion};
 use openssl::x509::X509;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_openssl::SslStream;
@@ -93,6 +93,14 @@ fn build_acceptor(dir: &Path, client_cert_required: bool) -> Result<SslAcceptor,
     for extra in &chain[1..] {
         b.add_extra_chain_cert(extra.clone()).map_err(setup)?;
     }
+    // No session tickets and no server-side session cache: a qdevice keeps
+    // one long-lived connection, so the two tickets OpenSSL sends after
+    // every TLS 1.3 handshake (each a serialised session, encrypted and
+    // MACed) and the cached sessions were pure cost: about a third of the
+    // server's instructions per TLS client (BENCHMARKS.md). A reconnecting
+    // client does a full handshake.
+    b.set_num_tickets(0).map_err(setup)?;
+    b.set_session_cache_mode(SslSessionCacheMode::OFF);
     b.set_private_key(&key).map_err(setup)?;
     b.check_private_key().map_err(|e| {
         TlsSetupError(format!(
