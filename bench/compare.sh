@@ -87,7 +87,7 @@ openssl pkcs12 -export -in "$WORK/tls/qnetd-server.pem" -inkey "$WORK/tls/qnetd-
     -name "QNetd Cert" -passout pass: -out "$WORK/server.p12"
 pk12util -i "$WORK/server.p12" -d "$NSSDB" -W "" >/dev/null
 
-OURS_CMD="$Q serve -f -l 127.0.0.1 -p $OUR_PORT -s $TLS -S tls_dir=$WORK/tls,lock_file=$WORK/ours.pid,local_socket_file=$WORK/ours.sock,listen_backlog=$BACKLOG --metrics-listen 127.0.0.1:$OUR_METRICS_PORT"
+OURS_CMD="$Q serve -f -l 127.0.0.1 -p $OUR_PORT -s $TLS -S tls_dir=$WORK/tls,lock_file=$WORK/ours.pid,local_socket_file=$WORK/ours.sock,listen_backlog=$BACKLOG,state_dir=$WORK/ours-state --metrics-listen 127.0.0.1:$OUR_METRICS_PORT"
 REF_CMD="$REF_BIN -f -l 127.0.0.1 -p $REF_PORT -s $TLS -S nss_db_dir=$NSSDB,lock_file=$WORK/ref.pid,local_socket_file=$WORK/ref.sock,listen_backlog=$BACKLOG"
 
 OUR_VERSION="qnetd $("$Q" --version | awk '{print $2}') ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ', modified'))"

@@ -108,7 +108,7 @@ async fn reconnect_after_a_restart_of_a_spawned_server() {
         .port();
     let cmd = format!(
         "{} serve -f -l 127.0.0.1 -p {port} -s off --metrics-listen off \
-         -S lock_file={d}/q.pid,local_socket_file={d}/q.sock",
+         -S lock_file={d}/q.pid,local_socket_file={d}/q.sock,state_dir={d}/state",
         env!("CARGO_BIN_EXE_qnetd"),
         d = dir.display()
     );
