@@ -15,8 +15,9 @@
 # default 10). Limits: -rss_limit_mb=2048, -timeout=10 (an input running
 # longer is a hang, reported as a finding).
 #
-# Exit status 0 when no target found anything; otherwise 1, with the target
-# and the path of the crash/timeout/oom artifact (reproduce it with
+# Every target runs even after a finding. Exit status 0 when no target
+# found anything; otherwise 1, with each failing target and the path of its
+# crash/timeout/oom artifact (reproduce it with
 # `cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -a TARGET ARTIFACT`).
 #
 set -euo pipefail
@@ -56,6 +57,7 @@ echo "scratch directory: $WORK"
 echo "+ cargo fuzz build -a (all targets)"
 nice -n "$NICE" cargo fuzz build -a || die "cargo fuzz build failed"
 
+FAILED=()
 for t in "${TARGETS[@]}"; do
     corpus="$WORK/corpus/$t"
     artifacts="$WORK/artifacts/$t"
@@ -73,9 +75,13 @@ for t in "${TARGETS[@]}"; do
     found=$(find "$artifacts" -type f | head -n 5)
     if [ "$rc" -ne 0 ] || [ -n "$found" ]; then
         tail -n 40 "$log" >&2
-        die "target '$t' found a problem (exit status $rc); artifact(s): ${found:-none, see $log}"
+        echo "target $t: FINDING (exit status $rc); artifact(s): ${found:-none, see $log}" >&2
+        FAILED+=("$t: ${found:-see $log}")
+        continue
     fi
     echo "target $t: no findings ($(ls "$corpus" | wc -l) corpus files)"
 done
 echo
+# Every target runs; the findings are listed together at the end.
+[ ${#FAILED[@]} -eq 0 ] || die "${#FAILED[@]} target(s) found a problem: ${FAILED[*]}"
 echo "fuzzing passed: ${TARGETS[*]}, ${SECS}s each"
