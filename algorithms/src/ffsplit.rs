@@ -1705,10 +1705,52 @@ mod tests {
     }
 
     // ------------------------------------------------------------------
-    // Randomized safety test
+    // Randomized safety test (the simulator is in `sim` below)
     // ------------------------------------------------------------------
 
     use crate::sim::{run_schedules, Rng};
+
+    /// Randomized schedules (by default seeds 1..=2000; see `crate::sim` for
+    /// `QNETD_SAFETY_SCHEDULES` / `QNETD_SAFETY_SEED`) of 2-8 nodes: the vote
+    /// is never held in two rings at once, and after quiescence one quorate
+    /// partition holds it.
+    #[test]
+    fn safety_randomized_schedules() {
+        run_schedules(
+            "ffsplit::tests::safety_randomized_schedules",
+            2000,
+            |seed, tracing| {
+                super::sim::run_schedule(Rng::new(seed), &format!("seed {seed}"), tracing)
+            },
+        );
+    }
+}
+
+/// The randomized safety simulator of ffsplit (see docs/safety-testing.md):
+/// used by `tests::safety_randomized_schedules` and, with the `fuzzing`
+/// feature, by the fuzz target (`crate::fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod sim {
+    use std::collections::BTreeMap;
+
+    use crate::sim::Rng;
+    use crate::{
+        Action, AlgorithmKind, Cluster, Event, Heuristics, NodeId, NodeInfo, RingId, TieBreaker,
+        Vote,
+    };
+
+    /// One schedule: 60-159 random steps with the safety check after each,
+    /// then the liveness check; panics on the first violation. `label`
+    /// names the schedule in failure messages (its seed).
+    pub(crate) fn run_schedule(rng: Rng, label: &str, tracing: bool) {
+        let mut sim = Sim::new(rng, label, tracing);
+        let steps = 60 + sim.rng.below(100);
+        for _ in 0..steps {
+            sim.random_step();
+            sim.check_safety();
+        }
+        sim.check_liveness();
+    }
 
     fn random_heuristics(rng: &mut Rng) -> Heuristics {
         [Heuristics::Undefined, Heuristics::Pass, Heuristics::Fail][rng.below(3)]
@@ -1755,8 +1797,7 @@ mod tests {
     }
 
     impl Sim {
-        fn new(seed: u64, tracing: bool) -> Sim {
-            let mut rng = Rng::new(seed);
+        fn new(mut rng: Rng, label: &str, tracing: bool) -> Sim {
             // 2-8 distinct node ids out of 1..=12, ascending.
             let count = 2 + rng.below(7);
             let mut ids: Vec<NodeId> = Vec::new();
@@ -1794,9 +1835,9 @@ mod tests {
                 rng,
                 cluster: Cluster::new(AlgorithmKind::Ffsplit, tb),
                 nodes,
-                config: nl(&ids),
+                config: ids.iter().map(|&id| NodeInfo::new(id)).collect(),
                 next_ring_seq: 2,
-                log: vec![format!("seed {seed} ids {ids:?} tie-breaker {tb:?}")],
+                log: vec![format!("{label} ids {ids:?} tie-breaker {tb:?}")],
                 tracing,
             }
         }
@@ -2143,26 +2184,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    /// Randomized schedules (by default seeds 1..=2000; see `crate::sim` for
-    /// `QNETD_SAFETY_SCHEDULES` / `QNETD_SAFETY_SEED`) of 2-8 nodes: the vote
-    /// is never held in two rings at once, and after quiescence one quorate
-    /// partition holds it.
-    #[test]
-    fn safety_randomized_schedules() {
-        run_schedules(
-            "ffsplit::tests::safety_randomized_schedules",
-            2000,
-            |seed, tracing| {
-                let mut sim = Sim::new(seed, tracing);
-                let steps = 60 + sim.rng.below(100);
-                for _ in 0..steps {
-                    sim.random_step();
-                    sim.check_safety();
-                }
-                sim.check_liveness();
-            },
-        );
     }
 }

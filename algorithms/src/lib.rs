@@ -15,8 +15,10 @@ mod cluster;
 #[cfg(test)]
 mod decision_tests;
 pub mod ffsplit;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod lms;
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 mod sim;
 pub mod test_algo;
 #[cfg(test)]

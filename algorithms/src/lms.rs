@@ -700,8 +700,9 @@ fn rank(parts: &[&Partition], tie_breaker: TieBreaker) -> Option<(RingId, &'stat
 }
 
 /// A deterministic model of qdevice clients, the network and corosync
-/// membership, used by the randomized safety tests of lms and 2nodelms.
-#[cfg(test)]
+/// membership, used by the randomized safety tests of lms and 2nodelms and,
+/// with the `fuzzing` feature, by the fuzz target (`crate::fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod sim {
     use std::collections::{BTreeMap, VecDeque};
 
@@ -1131,6 +1132,7 @@ pub(crate) mod sim {
         /// lms with one of `node_counts` nodes, followed by settling; panics
         /// on the first violation. Returns the steps done and how many nodes
         /// hold ACK after settling.
+        #[cfg(test)]
         pub(crate) fn run_one(
             kind: AlgorithmKind,
             seed: u64,
@@ -1139,7 +1141,29 @@ pub(crate) mod sim {
             node_counts: &[usize],
             keeps_vote: bool,
         ) -> (usize, usize) {
-            let mut rng = Rng::new(seed.wrapping_add((kind as u64) << 40));
+            let rng = Rng::new(seed.wrapping_add((kind as u64) << 40));
+            Self::run_with(
+                kind,
+                rng,
+                &format!("seed {seed}"),
+                tracing,
+                steps,
+                node_counts,
+                keeps_vote,
+            )
+        }
+
+        /// [`Sim::run_one`] with the choices taken from `rng`; `label` names
+        /// the schedule in failure messages.
+        pub(crate) fn run_with(
+            kind: AlgorithmKind,
+            mut rng: Rng,
+            label: &str,
+            tracing: bool,
+            steps: usize,
+            node_counts: &[usize],
+            keeps_vote: bool,
+        ) -> (usize, usize) {
             let count = node_counts[rng.below(node_counts.len())];
             let mut ids: Vec<NodeId> = Vec::new();
             while ids.len() < count {
@@ -1163,7 +1187,7 @@ pub(crate) mod sim {
             };
             let defined = rng.below(2) == 0;
             let mut sim = Sim::new(kind, tie_breaker, &ids, keeps_vote, tracing);
-            sim.note(|| format!("seed {seed} ids {ids:?} tie-breaker {tie_breaker:?}"));
+            sim.note(|| format!("{label} ids {ids:?} tie-breaker {tie_breaker:?}"));
             for id in ids.clone() {
                 if rng.below(4) != 0 {
                     sim.connect(id);

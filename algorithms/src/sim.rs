@@ -11,31 +11,64 @@
 //!   lists the failing seeds at the end.
 //!
 //! A failing schedule panics with its seed and the command that replays it.
+//!
+//! With the `fuzzing` feature only [`Rng`] is compiled (the fuzz target
+//! drives the simulators with [`Rng::scripted`]); the schedule runner is for
+//! tests.
 
+#[cfg(test)]
 use std::panic::{self, AssertUnwindSafe};
 
 /// Environment variable: number of schedules per safety test.
+#[cfg(test)]
 pub(crate) const SCHEDULES_VAR: &str = "QNETD_SAFETY_SCHEDULES";
 /// Environment variable: replay this one schedule seed.
+#[cfg(test)]
 pub(crate) const SEED_VAR: &str = "QNETD_SAFETY_SEED";
 /// Environment variable: run every schedule even after a failure, and
 /// report all failing seeds at the end.
+#[cfg(test)]
 pub(crate) const KEEP_GOING_VAR: &str = "QNETD_SAFETY_KEEP_GOING";
 
-/// xorshift64*: small, deterministic, no dependencies.
-pub(crate) struct Rng(u64);
+/// xorshift64*: small, deterministic, no dependencies. A scripted generator
+/// ([`Rng::scripted`], for the fuzz target) first returns the bytes of its
+/// script, one per draw, then goes on as the generator of seed 0.
+pub(crate) struct Rng {
+    state: u64,
+    script: Vec<u8>,
+    pos: usize,
+}
 
 impl Rng {
     /// A generator for `seed`; any seed (0 included) gives a non-zero state.
     pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            script: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// A generator whose first draws are the bytes of `script` (so every
+    /// choice of a schedule is a byte the fuzzer controls: `below(n)` for
+    /// n <= 256 and `chance` take one byte each).
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    pub(crate) fn scripted(script: &[u8]) -> Self {
+        Rng {
+            script: script.to_vec(),
+            ..Rng::new(0)
+        }
     }
 
     pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        if let Some(&b) = self.script.get(self.pos) {
+            self.pos += 1;
+            return u64::from(b);
+        }
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
     /// Uniform-enough in `0..n` (0 when `n` is 0); always draws once.
@@ -50,6 +83,7 @@ impl Rng {
 }
 
 /// Which schedules to run, from the environment.
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Plan {
     /// Seeds `1..=n`.
@@ -58,6 +92,7 @@ pub(crate) enum Plan {
     Replay(u64),
 }
 
+#[cfg(test)]
 impl Plan {
     /// Reads [`SEED_VAR`] and [`SCHEDULES_VAR`]; `default_count` applies when
     /// neither is set. A malformed value is an error, not a silent default.
@@ -104,6 +139,7 @@ impl Plan {
 /// The first failing schedule ends the run, unless [`KEEP_GOING_VAR`] is set
 /// (to anything but `0`): then every schedule runs and the test fails at the
 /// end with the number of failing seeds and the first few of them.
+#[cfg(test)]
 pub(crate) fn run_schedules(
     test: &str,
     default_count: u64,
@@ -179,5 +215,13 @@ mod tests {
         assert_eq!(xs, ys);
         assert_ne!(Rng::new(6).next(), xs[0]);
         assert_eq!(Rng::new(0).below(0), 0);
+    }
+
+    #[test]
+    fn scripted_rng_plays_its_script_then_seed_zero() {
+        let mut s = Rng::scripted(&[7, 250]);
+        assert_eq!(s.below(5), 2);
+        assert_eq!(s.next(), 250);
+        assert_eq!(s.next(), Rng::new(0).next());
     }
 }
