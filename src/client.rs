@@ -89,7 +89,7 @@ impl Client {
         let stream = timeout(Duration::from_secs(5), TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout)??;
-        Self::from_stream(stream)
+        Self::from_tcp(stream)
     }
 
     /// Connects from a chosen local address (e.g. one of 127.0.0.0/8, to
@@ -104,23 +104,7 @@ impl Client {
         let stream = timeout(Duration::from_secs(5), socket.connect(addr))
             .await
             .map_err(|_| ClientError::Timeout)??;
-        Self::from_stream(stream)
-    }
-
-    fn from_stream(stream: TcpStream) -> Result<Client, ClientError> {
-        stream.set_nodelay(true)?;
-        let local = stream
-            .local_addr()
-            .map(|a| format!("{}:{}", a.ip(), a.port()))
-            .unwrap_or_default();
-        Ok(Client {
-            local,
-            stream: Box::new(stream),
-            frames: FrameReader::new(1 << 24),
-            seq: 1,
-            timeout: Duration::from_secs(5),
-            ring: RingId::default(),
-        })
+        Self::from_tcp(stream)
     }
 
     /// A client on an already connected socket (e.g. one bound to a chosen
