@@ -95,15 +95,7 @@ impl Client {
     /// Connects from a chosen local address (e.g. one of 127.0.0.0/8, to
     /// look like another host to the server's per-address limit).
     pub async fn connect_from(addr: SocketAddr, source: IpAddr) -> Result<Client, ClientError> {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.bind(SocketAddr::new(source, 0))?;
-        let stream = timeout(Duration::from_secs(5), socket.connect(addr))
-            .await
-            .map_err(|_| ClientError::Timeout)??;
+        let stream = tcp_connect(addr, Some(source), Duration::from_secs(5)).await?;
         Self::from_tcp(stream)
     }
 
@@ -410,6 +402,26 @@ impl Client {
             ))),
         }
     }
+}
+
+/// A TCP connection to `addr`, from `source` (port chosen by the system)
+/// if given, bounded by `limit`.
+pub async fn tcp_connect(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    limit: Duration,
+) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(src) = source {
+        socket.bind(SocketAddr::new(src, 0))?;
+    }
+    timeout(limit, socket.connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
 /// The INIT a 3.0.x client sends.

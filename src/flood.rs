@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::client::{Client, ClientError, NodeParams};
+use crate::bench::report::{sample_proc, Latency};
+use crate::client::{tcp_connect, Client, ClientError, NodeParams};
 use crate::wire::{AlgorithmKind, Echo, Heuristics, Message, RingId, TieBreaker, Vote};
 
 /// One attack of the suite.
@@ -140,26 +141,13 @@ pub struct FloodReport {
 }
 
 /// RSS of a process in KiB, from /proc.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+fn rss_kib(pid: u32) -> Option<u64> {
+    sample_proc(pid).map(|p| p.rss_kib)
 }
 
 /// CPU time (user + system) a process has used, in seconds, from /proc.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the ")" closing the command name; utime and stime are
-    // the 14th and 15th fields of the whole line (12th and 13th here).
-    let rest = stat.rsplit(')').next()?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(ticks / if hz > 0 { hz as f64 } else { 100.0 })
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    sample_proc(pid).map(|p| p.cpu_s)
 }
 
 fn alive(pid: Option<u32>) -> bool {
@@ -186,18 +174,6 @@ fn attack_source(i: usize) -> IpAddr {
         ((a / 250) % 250) as u8,
         (a % 250 + 1) as u8,
     ))
-}
-
-async fn connect_from(server: SocketAddr, source: IpAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source, 0))?;
-    match tokio::time::timeout(Duration::from_secs(2), socket.connect(server)).await {
-        Ok(r) => r,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "connect timed out",
-        )),
-    }
 }
 
 /// Counters of the attack side of one phase.
@@ -419,7 +395,7 @@ async fn attacker(
             no_read_pair(i, round, server, until, &stats).await;
             continue;
         }
-        let mut s = match connect_from(server, source).await {
+        let mut s = match tcp_connect(server, Some(source), Duration::from_secs(2)).await {
             Ok(s) => s,
             Err(_) => {
                 stats.connect_failures.fetch_add(1, Ordering::Relaxed);
@@ -606,14 +582,6 @@ async fn no_read_pair(
     }
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    f64::from(sorted[idx.min(sorted.len() - 1)]) / 1000.0
-}
-
 /// Runs the suite.
 pub async fn run(opts: &FloodOptions) -> Result<FloodReport, String> {
     crate::server::raise_nofile_limit();
@@ -747,12 +715,12 @@ pub async fn run(opts: &FloodOptions) -> Result<FloodReport, String> {
             .await
             .is_ok_and(|r| r.is_ok());
 
-        let mut rtts = legit
+        let rtts = legit
             .rtts
             .lock()
             .map(|r| r[idx].clone())
             .unwrap_or_default();
-        rtts.sort_unstable();
+        let rtt = Latency::from_ms(rtts.iter().map(|us| f64::from(*us) / 1000.0).collect());
         let dropped = legit.dropped.load(Ordering::Relaxed) - dropped0;
         let changes = legit.vote_changes.load(Ordering::Relaxed) - changes0;
         let timeouts = legit.echo_timeouts.load(Ordering::Relaxed) - timeouts0;
@@ -774,10 +742,10 @@ pub async fn run(opts: &FloodOptions) -> Result<FloodReport, String> {
             attack_connections: stats.connected.load(Ordering::Relaxed),
             attack_closed_by_server: stats.closed_by_server.load(Ordering::Relaxed),
             attack_connect_failures: stats.connect_failures.load(Ordering::Relaxed),
-            legit_echoes: rtts.len(),
-            legit_rtt_p50_ms: percentile(&rtts, 0.50),
-            legit_rtt_p99_ms: percentile(&rtts, 0.99),
-            legit_rtt_max_ms: rtts.last().map_or(0.0, |v| f64::from(*v) / 1000.0),
+            legit_echoes: rtt.count,
+            legit_rtt_p50_ms: rtt.p50_ms,
+            legit_rtt_p99_ms: rtt.p99_ms,
+            legit_rtt_max_ms: rtt.max_ms,
             legit_echo_timeouts: timeouts,
             legit_dropped: dropped,
             legit_vote_changes: changes,

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpSocket;
 use tokio::sync::watch;
 
 use crate::client::{Client, ClientError, NodeParams};
@@ -257,14 +256,8 @@ fn pseudo_random(spec: &NodeSpec, salt: u32) -> u64 {
 }
 
 async fn connect(spec: &NodeSpec, ctx: &RunCtx) -> Result<Client, ClientError> {
-    let socket = match ctx.server {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    if let Some(src) = spec.source {
-        socket.bind(SocketAddr::new(src, 0))?;
-    }
-    let stream = socket.connect(ctx.server).await?;
+    // Also bounded by the caller's connect timeout (the whole handshake).
+    let stream = crate::client::tcp_connect(ctx.server, spec.source, ctx.connect_timeout).await?;
     Client::from_tcp(stream)
 }
 
