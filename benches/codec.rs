@@ -2,7 +2,7 @@
 //! handles, with realistic contents (2- and 16-node lists).
 //! `cargo bench --bench codec`.
 
-use qnetd::client::{init_message, NodeParams};
+use qnetd_tools::client::{init_message, NodeParams};
 use qnetd::wire::{
     self, AlgorithmKind, Echo, ErrorCode, InitReply, Message, MsgType, NodeInfo, NodeList,
     NodeListReply, NodeListType, NodeState, Preinit, RingId, SeqOnly, TieBreaker, Vote, VoteInfo,

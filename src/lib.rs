@@ -18,11 +18,7 @@
 //! - [`flood`]: the hardening suite's attack tool (`qnetd flood`);
 //! - [`bench`]: the load generator of `qnetd bench`.
 
-pub mod bench;
-pub mod client;
-pub mod config;
-pub mod flood;
-pub mod framing;
+pub use qnetd_core::{config, framing, wire};
 pub mod ipc;
 pub mod metrics;
 pub mod server;
@@ -31,4 +27,3 @@ pub mod state;
 pub mod status;
 pub mod table;
 pub mod tls;
-pub mod wire;

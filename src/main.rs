@@ -15,7 +15,6 @@ use std::sync::Arc;
 use tracing::{error, info, warn};
 
 mod certs_cmd;
-mod flood_cmd;
 mod status_cmd;
 
 #[derive(Parser)]
@@ -36,10 +35,6 @@ enum Command {
     Certs(certs_cmd::CertsArgs),
     /// Show the running server's clusters, nodes, partitions and votes.
     Status(status_cmd::StatusArgs),
-    /// Hardening suite: attack a server (loopback only) while legitimate
-    /// clusters hold their votes, and report per phase.
-    Flood(flood_cmd::FloodArgs),
-    Bench(Box<qnetd::bench::BenchArgs>),
 }
 
 #[derive(Args)]
@@ -96,8 +91,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Certs(args) => certs_cmd::run(args),
         Command::Status(args) => status_cmd::run(args),
-        Command::Flood(args) => flood_cmd::run(args),
-        Command::Bench(args) => qnetd::bench::main(*args),
     }
 }
 

@@ -113,31 +113,6 @@ impl RefusalLog {
     }
 }
 
-/// The open-files limit, raised to its hard maximum (each client takes one
-/// descriptor). Returns the soft limit in force.
-pub fn raise_nofile_limit() -> u64 {
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim.rlim_cur = lim.rlim_max;
-            }
-        }
-        lim.rlim_cur
-    }
-}
-
 /// Descriptors kept free for the listener, admin and metrics sockets, the
 /// state file, logs and certificate reloads.
 const FD_RESERVE: u64 = 64;
@@ -301,7 +276,10 @@ impl Server {
         };
         let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
         let effective_max_clients =
-            effective_max_clients(settings.max_clients, raise_nofile_limit());
+            effective_max_clients(
+                settings.max_clients,
+                qnetd_core::sys::raise_nofile_limit(None),
+            );
         let memory = Arc::new(crate::state::VoteMemory::open(
             settings.state_dir.as_deref(),
             Duration::from_secs(u64::from(settings.state_max_age)),

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use qnetd::bench::{self, Config, Workload};
+use qnetd_tools::bench::{self, Config, Workload};
 use qnetd::config::{Settings, TlsMode};
 
 fn small(server: std::net::SocketAddr, clusters: usize, nodes: u32) -> Config {

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use qnetd::client::Client;
+use qnetd_tools::client::Client;
 use qnetd::config::{Settings, TlsMode};
 use qnetd::server::Server;
 use qnetd::wire::{Echo, ErrorCode, Heuristics, Message, RingId, TieBreaker, Vote};

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use common::*;
-use qnetd::client::Client;
+use qnetd_tools::client::Client;
 use qnetd::config::{Settings, TlsMode};
 use qnetd::wire::{Message, Preinit, RingId, TieBreaker, Vote};
 

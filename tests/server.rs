@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use qnetd::client::Client;
+use qnetd_tools::client::Client;
 use qnetd::config::Settings;
 use qnetd::wire::{
     AlgorithmKind, ErrorCode, Heuristics, Message, Preinit, RingId, SeqOnly, TieBreaker, Vote,
@@ -37,7 +37,7 @@ async fn preinit_and_init_replies_are_byte_exact() {
         hex("0001 00000012 0000 0004 00000001 0002 0001 00 0003 0001 01")
     );
     let p = params("mycluster", 1, TieBreaker::Lowest);
-    c.send(&Message::Init(qnetd::client::init_message(2, &p)))
+    c.send(&Message::Init(qnetd_tools::client::init_message(2, &p)))
         .await
         .unwrap();
     let mut expected = hex("0004 00000086 0006 0002 0000 0004 0024");
@@ -196,7 +196,7 @@ async fn messages_before_preinit_or_init_are_refused() {
     );
     // INIT before PREINIT: INIT_REPLY with error 6.
     let p = params("gate", 1, TieBreaker::Lowest);
-    c.send(&Message::Init(qnetd::client::init_message(3, &p)))
+    c.send(&Message::Init(qnetd_tools::client::init_message(3, &p)))
         .await
         .unwrap();
     match c.recv().await.unwrap() {
@@ -296,7 +296,7 @@ async fn truncated_tlv_gets_decode_error_with_seq() {
 async fn init_consistency_errors_duplicate_algorithm_tie_breaker() {
     let srv = TestServer::start().await;
     let (mut a1, mut a2) = healthy_pair(srv.addr, "consistency").await;
-    let try_init = |p: qnetd::client::NodeParams| async move {
+    let try_init = |p: qnetd_tools::client::NodeParams| async move {
         let mut c = Client::connect(srv.addr).await.unwrap();
         c.handshake(&p).await.unwrap().error_code
     };
@@ -340,7 +340,7 @@ async fn second_init_and_second_preinit_are_refused_and_state_kept() {
     // Node 2 sends another INIT claiming node 1 with another algorithm.
     let mut p = params("second-init", 1, TieBreaker::Highest);
     p.algorithm = AlgorithmKind::Lms;
-    n2.c.send(&Message::Init(qnetd::client::init_message(50, &p)))
+    n2.c.send(&Message::Init(qnetd_tools::client::init_message(50, &p)))
         .await
         .unwrap();
     match n2.c.recv().await.unwrap() {

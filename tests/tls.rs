@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use qnetd::client::{tls_client_config, Client};
+use qnetd_tools::client::{tls_client_config, Client};
 use qnetd::config::{Settings, TlsMode};
 use qnetd::wire::{ErrorCode, Message, RingId, TieBreaker, TlsSupported, Vote};
 use qnetd_certs::Pki;
@@ -221,7 +221,7 @@ async fn plain_client_gets_tls_required() {
         }
         m => panic!("{m:?}"),
     }
-    c.send(&Message::Init(qnetd::client::init_message(2, &p)))
+    c.send(&Message::Init(qnetd_tools::client::init_message(2, &p)))
         .await
         .unwrap();
     assert_eq!(expect_error(&mut c, ErrorCode::TLS_REQUIRED).await, Some(2));

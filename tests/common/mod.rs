@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use qnetd::client::{Client, NodeParams};
+use qnetd_tools::client::{Client, NodeParams};
 use qnetd::config::Settings;
 use qnetd::server::{Server, ServerCtx};
 use qnetd::wire::{AlgorithmKind, ErrorCode, Heuristics, RingId, TieBreaker, Vote};

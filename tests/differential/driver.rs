@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use qnetd::client::{Client, ClientError, NodeParams};
+use qnetd_tools::client::{Client, ClientError, NodeParams};
 use qnetd::wire::{
     AlgorithmKind, Echo, Heuristics, HeuristicsChange, Message, NodeListType, RingId, SeqOnly,
     TieBreaker, Vote,

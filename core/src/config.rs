@@ -555,7 +555,7 @@ mod tests {
     #[test]
     fn example_config_file_holds_the_defaults() {
         let mut s = Settings::default();
-        let text = include_str!("../config/qnetd.toml");
+        let text = include_str!("../../config/qnetd.toml");
         let w = s.apply_toml(text, Path::new("config/qnetd.toml")).unwrap();
         assert!(w.is_empty());
         assert_eq!(s, Settings::default());

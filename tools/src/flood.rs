@@ -1,4 +1,4 @@
-//! `qnetd flood`: the hardening suite's attack tool. While legitimate 2-node
+//! `qnetd-flood`: the hardening suite's attack tool. While legitimate 2-node
 //! clusters heartbeat and hold their votes, it runs, one phase after the
 //! other, floods that must not hurt them: idle sockets, one-byte-at-a-time
 //! sockets, maximum-size garbage messages, connect/close churn, clients that
@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::bench::report::{sample_proc, Latency};
 use crate::client::{tcp_connect, Client, ClientError, NodeParams};
-use crate::wire::{AlgorithmKind, Echo, Heuristics, Message, RingId, TieBreaker, Vote};
+use qnetd_core::wire::{AlgorithmKind, Echo, Heuristics, Message, RingId, TieBreaker, Vote};
 
 /// One attack of the suite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -221,14 +221,14 @@ async fn join_pair_node(
     let r = c
         .handshake(&params(cluster, node, heartbeat_ms, ring))
         .await?;
-    if r.error_code != Some(crate::wire::ErrorCode::NO_ERROR) {
+    if r.error_code != Some(qnetd_core::wire::ErrorCode::NO_ERROR) {
         return Err(ClientError::Unexpected(format!(
             "INIT refused with error {:?}",
             r.error_code
         )));
     }
     let mut vote = None;
-    let mut apply = |infos: Vec<crate::wire::VoteInfo>, reply_vote: Option<Vote>| {
+    let mut apply = |infos: Vec<qnetd_core::wire::VoteInfo>, reply_vote: Option<Vote>| {
         for v in infos.iter().map(|i| i.vote).chain([reply_vote]) {
             if let Some(v @ (Vote::Ack | Vote::Nack)) = v {
                 vote = Some(v);
@@ -414,8 +414,8 @@ async fn attacker(
             Phase::Slow => {
                 // A valid PREINIT, one byte every 200 ms.
                 let mut msg = Vec::new();
-                crate::wire::try_encode(
-                    &Message::Preinit(crate::wire::Preinit {
+                qnetd_core::wire::try_encode(
+                    &Message::Preinit(qnetd_core::wire::Preinit {
                         seq: Some(1),
                         cluster_name: Some(format!("slow-{i}").into_bytes()),
                     }),
@@ -543,17 +543,17 @@ async fn no_read_pair(
         seq += 1;
         let mut out = Vec::new();
         let lists = [
-            Message::NodeList(crate::wire::NodeList {
+            Message::NodeList(qnetd_core::wire::NodeList {
                 seq: Some(seq),
-                list_type: Some(crate::wire::NodeListType::Membership),
+                list_type: Some(qnetd_core::wire::NodeListType::Membership),
                 ring_id: Some(RingId::new(1, ring_seq)),
-                nodes: vec![crate::wire::NodeInfo::new(1), crate::wire::NodeInfo::new(2)],
+                nodes: vec![qnetd_core::wire::NodeInfo::new(1), qnetd_core::wire::NodeInfo::new(2)],
                 ..Default::default()
             }),
             Message::EchoRequest(Echo { seq: Some(seq) }),
         ];
         for m in &lists {
-            let _ = crate::wire::try_encode(m, &mut out);
+            let _ = qnetd_core::wire::try_encode(m, &mut out);
         }
         // Plus a burst of echo requests, whose replies fill the socket
         // buffers and then the server's send queue for this client.
@@ -561,7 +561,7 @@ async fn no_read_pair(
             let echo = Message::EchoRequest(Echo {
                 seq: Some(seq.wrapping_mul(1000).wrapping_add(k)),
             });
-            let _ = crate::wire::try_encode(&echo, &mut out);
+            let _ = qnetd_core::wire::try_encode(&echo, &mut out);
         }
         for c in nodes.iter_mut() {
             match tokio::time::timeout(Duration::from_secs(2), c.send_raw(&out)).await {
@@ -584,7 +584,7 @@ async fn no_read_pair(
 
 /// Runs the suite.
 pub async fn run(opts: &FloodOptions) -> Result<FloodReport, String> {
-    crate::server::raise_nofile_limit();
+    qnetd_core::sys::raise_nofile_limit(None);
     let legit = Arc::new(Legit {
         stop: AtomicBool::new(false),
         rtts: Mutex::new(vec![Vec::new(); opts.phases.len()]),

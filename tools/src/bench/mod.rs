@@ -1,4 +1,4 @@
-//! `qnetd bench`: a load generator that simulates thousands of
+//! `qnetd-bench`: a load generator that simulates thousands of
 //! corosync-qdevice 3.0.x nodes against a qnetd-compatible server (ours or
 //! the reference) on loopback, with the workloads connect-storm, steady,
 //! mass-split and reconnect, and prints p50/p99/max latencies, throughput,
@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::wire::{AlgorithmKind, TieBreaker};
+use qnetd_core::wire::{AlgorithmKind, TieBreaker};
 pub use report::Report;
 pub use workload::{run, Config, Workload};
 
-/// `qnetd bench`: simulated qdevice clients against a server, or the ratio
+/// `qnetd-bench`: simulated qdevice clients against a server, or the ratio
 /// table of two sets of results.
 #[derive(Args, Debug)]
 #[command(
@@ -148,7 +148,7 @@ struct RatioArgs {
 }
 
 fn on_off(s: &str) -> Result<bool, String> {
-    crate::config::parse_bool(s).ok_or_else(|| format!("'{s}' is not on/off"))
+    qnetd_core::config::parse_bool(s).ok_or_else(|| format!("'{s}' is not on/off"))
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -210,7 +210,7 @@ impl LoadArgs {
     }
 }
 
-/// Entry point of `qnetd bench`.
+/// Entry point of `qnetd-bench`.
 pub fn main(args: BenchArgs) -> ExitCode {
     let (workload, load) = match args.command {
         BenchCommand::ConnectStorm(a) => (Workload::ConnectStorm, a),
@@ -226,14 +226,14 @@ pub fn main(args: BenchArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("qnetd bench: cannot start the async runtime: {e}");
+            eprintln!("qnetd-bench: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
     let report = match rt.block_on(run(&cfg, workload)) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("qnetd bench: {e}");
+            eprintln!("qnetd-bench: {e}");
             return ExitCode::from(2);
         }
     };
@@ -243,12 +243,12 @@ pub fn main(args: BenchArgs) -> ExitCode {
         let text = match serde_json::to_string_pretty(&report) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("qnetd bench: cannot serialise the report: {e}");
+                eprintln!("qnetd-bench: cannot serialise the report: {e}");
                 return ExitCode::from(1);
             }
         };
         if let Err(e) = std::fs::write(path, text + "\n") {
-            eprintln!("qnetd bench: cannot write {}: {e}", path.display());
+            eprintln!("qnetd-bench: cannot write {}: {e}", path.display());
             return ExitCode::from(1);
         }
     }
@@ -262,7 +262,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
 fn ratio(r: RatioArgs) -> ExitCode {
     if r.ours.len() != r.reference.len() {
         eprintln!(
-            "qnetd bench ratio: {} --ours files but {} --reference files; give them in pairs",
+            "qnetd-bench ratio: {} --ours files but {} --reference files; give them in pairs",
             r.ours.len(),
             r.reference.len()
         );
@@ -273,7 +273,7 @@ fn ratio(r: RatioArgs) -> ExitCode {
         match (report::read_report(a), report::read_report(b)) {
             (Ok(x), Ok(y)) => pairs.push((x, y)),
             (Err(e), _) | (_, Err(e)) => {
-                eprintln!("qnetd bench ratio: {e}");
+                eprintln!("qnetd-bench ratio: {e}");
                 return ExitCode::from(2);
             }
         }

@@ -498,7 +498,7 @@ pub fn read_report(path: &Path) -> Result<Report, String> {
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| {
         format!(
-            "{} is not a bench report ({e}); pass files written by `qnetd bench ... --json FILE`",
+            "{} is not a bench report ({e}); pass files written by `qnetd-bench ... --json FILE`",
             path.display()
         )
     })

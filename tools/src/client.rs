@@ -16,8 +16,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::framing::{Frame, FrameReader};
-use crate::wire::{
+use qnetd_core::framing::{Frame, FrameReader};
+use qnetd_core::wire::{
     self, AlgorithmKind, Heuristics, Init, InitReply, Message, MsgType, NodeInfo, NodeList,
     NodeListReply, NodeListType, Preinit, RingId, SeqOnly, SetOption, TieBreaker, VoteInfo,
 };

@@ -7,45 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Raises the open-files limit: soft and hard to `want` if allowed (root),
-/// else the soft limit to the hard one. Returns the soft limit in force.
+/// Raises the open-files limit (see [`qnetd_core::sys::raise_nofile_limit`]).
 pub fn raise_nofile(want: u64) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        if lim.rlim_cur >= want as libc::rlim_t {
-            return lim.rlim_cur;
-        }
-        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(1 << 20);
-        let target = want.min(nr_open) as libc::rlim_t;
-        if target > lim.rlim_max {
-            let up = libc::rlimit {
-                rlim_cur: target,
-                rlim_max: target,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &up) == 0 {
-                return target;
-            }
-        }
-        let soft = libc::rlimit {
-            rlim_cur: lim.rlim_max.min(target.max(lim.rlim_cur)),
-            rlim_max: lim.rlim_max,
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &soft) == 0 {
-            soft.rlim_cur
-        } else {
-            lim.rlim_cur
-        }
-    }
+    qnetd_core::sys::raise_nofile_limit(Some(want))
 }
 
 /// A server started by the bench (`sh -c 'exec CMD'`).

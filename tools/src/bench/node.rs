@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::client::{Client, ClientError, NodeParams};
-use crate::wire::{
+use qnetd_core::wire::{
     self, AlgorithmKind, Echo, ErrorCode, Heuristics, Message, MsgType, RingId, SeqOnly,
     TieBreaker, Vote,
 };
@@ -342,8 +342,8 @@ async fn session(
                 frames.push(&buf[..n]);
                 while let Some(frame) = frames.next_frame() {
                     let raw = match frame {
-                        crate::framing::Frame::Message(raw) => raw,
-                        crate::framing::Frame::Skipped { msg_type, .. } => {
+                        qnetd_core::framing::Frame::Message(raw) => raw,
+                        qnetd_core::framing::Frame::Skipped { msg_type, .. } => {
                             return Err(ClientError::Unexpected(format!(
                                 "server sent a message of unknown type {msg_type}"
                             )))

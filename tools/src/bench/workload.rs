@@ -17,9 +17,9 @@ use super::node::{self, held, NodeShared, NodeSpec, Phase, RunCtx, View};
 use super::proc::Spawned;
 use super::report::{sample_proc, Latency, PhaseReport, ProcSample, Report};
 use super::safety;
-use crate::wire::{AlgorithmKind, TieBreaker};
+use qnetd_core::wire::{AlgorithmKind, TieBreaker};
 
-/// The workloads of `qnetd bench`.
+/// The workloads of `qnetd-bench`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
     /// All clients connect at once; time until every node holds its first vote.

@@ -1,5 +1,5 @@
-//! `qnetd flood`: command-line front end of the hardening suite
-//! ([`qnetd::flood`]): parses the options, runs the phases against a server
+//! `qnetd-flood`: command-line front end of the hardening suite
+//! ([`qnetd_tools::flood`]): parses the options, runs the phases against a server
 //! on loopback and prints the per-phase table (and JSON on request).
 
 use std::net::SocketAddr;
@@ -7,11 +7,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Args;
-use qnetd::flood::{self, FloodOptions, Phase};
+use clap::Parser;
+use qnetd_tools::flood::{self, FloodOptions, Phase};
 
-#[derive(Args)]
-pub struct FloodArgs {
+/// Hardening suite: attack a server (loopback only) while legitimate
+/// clusters hold their votes, and report per phase.
+#[derive(Parser)]
+#[command(name = "qnetd-flood", version)]
+struct FloodArgs {
     /// The server to attack; must be a loopback address.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5403")]
     server: SocketAddr,
@@ -46,16 +49,17 @@ pub struct FloodArgs {
     json: Option<PathBuf>,
 }
 
-pub fn run(a: FloodArgs) -> ExitCode {
+fn main() -> ExitCode {
+    let a = FloodArgs::parse();
     if !a.server.ip().is_loopback() {
         eprintln!(
-            "qnetd flood: {} is not a loopback address; the flood suite only attacks servers on this host (127.0.0.0/8 or ::1)",
+            "qnetd-flood: {} is not a loopback address; the flood suite only attacks servers on this host (127.0.0.0/8 or ::1)",
             a.server
         );
         return ExitCode::from(2);
     }
     if a.heartbeat_ms < 100 || a.phase_secs == 0 || a.sockets == 0 || a.sockets > 50_000 {
-        eprintln!("qnetd flood: need --heartbeat-ms >= 100, --phase-secs >= 1 and 1 <= --sockets <= 50000");
+        eprintln!("qnetd-flood: need --heartbeat-ms >= 100, --phase-secs >= 1 and 1 <= --sockets <= 50000");
         return ExitCode::from(2);
     }
     let opts = FloodOptions {
@@ -75,7 +79,7 @@ pub fn run(a: FloodArgs) -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("qnetd flood: cannot start the async runtime: {e}");
+            eprintln!("qnetd-flood: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -83,7 +87,7 @@ pub fn run(a: FloodArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!(
-                "qnetd flood: setting up the legitimate clusters failed: {e} (is a server with TLS off listening on {}?)",
+                "qnetd-flood: setting up the legitimate clusters failed: {e} (is a server with TLS off listening on {}?)",
                 opts.server
             );
             return ExitCode::from(1);
@@ -93,7 +97,7 @@ pub fn run(a: FloodArgs) -> ExitCode {
     if let Some(path) = &a.json {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text) {
-            eprintln!("qnetd flood: cannot write {}: {e}", path.display());
+            eprintln!("qnetd-flood: cannot write {}: {e}", path.display());
             return ExitCode::from(1);
         }
     }
