@@ -19,14 +19,12 @@ pub enum TlsMode {
 }
 
 impl TlsMode {
-    pub fn parse(s: &str) -> Result<TlsMode, String> {
+    pub fn parse(s: &str) -> Result<TlsMode, SettingError> {
         match s.to_ascii_lowercase().as_str() {
             "off" | "no" | "0" => Ok(TlsMode::Off),
             "on" | "yes" | "1" => Ok(TlsMode::On),
             "req" | "required" => Ok(TlsMode::Required),
-            _ => Err(format!(
-                "invalid TLS mode '{s}': use on, off or required (req)"
-            )),
+            _ => Err(SettingError::TlsMode { value: s.into() }),
         }
     }
 
@@ -170,17 +168,150 @@ impl Default for Settings {
     }
 }
 
-/// A setting that could not be applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingError(pub String);
+/// A setting that could not be applied; the message names the setting and
+/// what it accepts.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum SettingError {
+    /// A whole number was expected.
+    NotANumber {
+        key: String,
+        value: String,
+        min: u64,
+        max: u64,
+    },
+    /// A number outside its range.
+    OutOfRange {
+        key: String,
+        value: f64,
+        min: u64,
+        max: u64,
+    },
+    /// A boolean was expected.
+    NotABoolean { key: String, value: String },
+    /// The value may not be empty.
+    Empty { key: String },
+    /// Not an octal permission mask.
+    NotAMask { key: String, value: String },
+    /// A `-S` argument that is not `key=value`.
+    NotKeyValue { pair: String },
+    /// An advanced setting qnetd does not know.
+    UnknownAdvanced { key: String },
+    /// A key of the configuration file qnetd does not know.
+    UnknownKey { key: String },
+    /// A value of the wrong type in the configuration file.
+    WrongType { key: String, expected: &'static str },
+    /// The configuration file is not valid TOML.
+    Toml { detail: String },
+    /// An error in a configuration file.
+    InFile {
+        file: PathBuf,
+        error: Box<SettingError>,
+    },
+    /// Not a TCP port.
+    Port { value: String },
+    /// Not a TLS mode.
+    TlsMode { value: String },
+    /// Not an address family.
+    AddressFamily { value: String },
+    /// Not `ADDR:PORT` or `off`.
+    MetricsListen { value: String },
+    /// heartbeat_interval_min > heartbeat_interval_max.
+    HeartbeatBounds { min: u32, max: u32 },
+    /// The coefficient makes the initial dead-peer interval exceed the
+    /// timer limit.
+    CoefficientTooLarge { coefficient: f64 },
+    /// The listen address is of the family `-4`/`-6` excludes.
+    FamilyMismatch { address: String, ipv6: bool },
+}
 
 impl fmt::Display for SettingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            SettingError::NotANumber { key, value, min, max } => write!(
+                f,
+                "advanced setting {key}: '{value}' is not a number (allowed {min}..={max})"
+            ),
+            SettingError::OutOfRange { key, value, min, max } => write!(
+                f,
+                "advanced setting {key}: {value} is out of range (allowed {min}..={max})"
+            ),
+            SettingError::NotABoolean { key, value } => write!(
+                f,
+                "advanced setting {key}: '{value}' is not a boolean (use on/off, yes/no or 1/0)"
+            ),
+            SettingError::Empty { key } => write!(f, "advanced setting {key}: value is empty"),
+            SettingError::NotAMask { key, value } => write!(
+                f,
+                "advanced setting {key}: '{value}' is not an octal mask (e.g. 077 or 007)"
+            ),
+            SettingError::NotKeyValue { pair } => {
+                write!(f, "advanced setting '{pair}' is not of the form key=value")
+            }
+            SettingError::UnknownAdvanced { key } => write!(
+                f,
+                "unknown advanced setting '{key}' (see `qnetd serve --help` or config/qnetd.toml for the list)"
+            ),
+            SettingError::UnknownKey { key } => write!(
+                f,
+                "unknown key '{key}' (known: listen_address, port, address_family, tls, client_cert_required, max_clients, debug, [advanced])"
+            ),
+            SettingError::WrongType { key, expected } => write!(f, "{key}: expected {expected}"),
+            SettingError::Toml { detail } => write!(f, "{detail}"),
+            SettingError::InFile { file, error } => write!(f, "{}: {error}", file.display()),
+            SettingError::Port { value } => {
+                write!(f, "invalid port '{value}': use a number from 1 to 65535")
+            }
+            SettingError::TlsMode { value } => write!(
+                f,
+                "invalid TLS mode '{value}': use on, off or required (req)"
+            ),
+            SettingError::AddressFamily { value } => {
+                write!(f, "address_family '{value}': use any, ipv4 or ipv6")
+            }
+            SettingError::MetricsListen { value } => write!(
+                f,
+                "metrics listen address '{value}' is not ADDR:PORT (e.g. 127.0.0.1:9403 or [::]:9403), or 'off'"
+            ),
+            SettingError::HeartbeatBounds { min, max } => write!(
+                f,
+                "heartbeat_interval_min ({min}) is larger than heartbeat_interval_max ({max})"
+            ),
+            SettingError::CoefficientTooLarge { coefficient } => write!(
+                f,
+                "dpd_interval_coefficient {coefficient} is too large: {coefficient} x {INITIAL_HEARTBEAT_MS} ms exceeds the timer limit of {MAX_TIMER_MS} ms"
+            ),
+            SettingError::FamilyMismatch { address, ipv6: true } => write!(
+                f,
+                "listen address {address} is IPv6 but -4 (IPv4 only) was given"
+            ),
+            SettingError::FamilyMismatch { address, ipv6: false } => write!(
+                f,
+                "listen address {address} is IPv4 but -6 (IPv6 only) was given"
+            ),
+        }
     }
 }
 
 impl std::error::Error for SettingError {}
+
+/// A setting that was accepted but has no effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingWarning {
+    /// A deprecated key; `instead` is what to use.
+    Deprecated { key: &'static str, instead: &'static str },
+}
+
+impl fmt::Display for SettingWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingWarning::Deprecated { key, instead } => write!(
+                f,
+                "advanced setting {key} is deprecated and has no effect; use {instead}"
+            ),
+        }
+    }
+}
 
 /// Parses a boolean the way corosync-qnetd does (on/yes/1, off/no/0).
 pub fn parse_bool(s: &str) -> Option<bool> {
@@ -195,32 +326,37 @@ fn parse_int<T>(key: &str, value: &str, min: u64, max: u64) -> Result<T, Setting
 where
     T: TryFrom<u64>,
 {
-    let v: u64 = value.trim().parse().map_err(|_| {
-        SettingError(format!(
-            "advanced setting {key}: '{value}' is not a whole number (allowed {min}..={max})"
-        ))
-    })?;
+    let v: u64 = value
+        .trim()
+        .parse()
+        .map_err(|_| SettingError::NotANumber {
+            key: key.into(),
+            value: value.into(),
+            min,
+            max,
+        })?;
+    let out_of_range = || SettingError::OutOfRange {
+        key: key.into(),
+        value: v as f64,
+        min,
+        max,
+    };
     if v < min || v > max {
-        return Err(SettingError(format!(
-            "advanced setting {key}: {v} is out of range (allowed {min}..={max})"
-        )));
+        return Err(out_of_range());
     }
-    T::try_from(v).map_err(|_| SettingError(format!("advanced setting {key}: {v} is too large")))
+    T::try_from(v).map_err(|_| out_of_range())
 }
 
 fn parse_flag(key: &str, value: &str) -> Result<bool, SettingError> {
-    parse_bool(value).ok_or_else(|| {
-        SettingError(format!(
-            "advanced setting {key}: '{value}' is not a boolean (use on/off, yes/no or 1/0)"
-        ))
+    parse_bool(value).ok_or_else(|| SettingError::NotABoolean {
+        key: key.into(),
+        value: value.into(),
     })
 }
 
 fn non_empty(key: &str, value: &str) -> Result<String, SettingError> {
     if value.is_empty() {
-        Err(SettingError(format!(
-            "advanced setting {key}: value is empty"
-        )))
+        Err(SettingError::Empty { key: key.into() })
     } else {
         Ok(value.to_string())
     }
@@ -232,7 +368,11 @@ impl Settings {
     /// Applies one advanced setting (`-S key=value`). Keys are matched
     /// case-insensitively. Returns a warning for deprecated keys that have no
     /// effect; unknown keys and bad values are errors.
-    pub fn set_advanced(&mut self, key: &str, value: &str) -> Result<Option<String>, SettingError> {
+    pub fn set_advanced(
+        &mut self,
+        key: &str,
+        value: &str,
+    ) -> Result<Option<SettingWarning>, SettingError> {
         let k = key.trim().to_ascii_lowercase();
         let value = value.trim();
         match k.as_str() {
@@ -254,20 +394,25 @@ impl Settings {
             }
             "dpd_enabled" => self.dpd_enabled = parse_flag(&k, value)?,
             "dpd_interval" => {
-                return Ok(Some(
-                    "advanced setting dpd_interval is deprecated and has no effect; use dpd_interval_coefficient".into(),
-                ))
+                return Ok(Some(SettingWarning::Deprecated {
+                    key: "dpd_interval",
+                    instead: "dpd_interval_coefficient",
+                }))
             }
             "dpd_interval_coefficient" => {
-                let v: f64 = value.parse().map_err(|_| {
-                    SettingError(format!(
-                        "advanced setting {k}: '{value}' is not a number (allowed 1..=1000)"
-                    ))
+                let v: f64 = value.parse().map_err(|_| SettingError::NotANumber {
+                    key: k.clone(),
+                    value: value.into(),
+                    min: 1,
+                    max: 1000,
                 })?;
                 if !(1.0..=1000.0).contains(&v) {
-                    return Err(SettingError(format!(
-                        "advanced setting {k}: {v} is out of range (allowed 1..=1000)"
-                    )));
+                    return Err(SettingError::OutOfRange {
+                        key: k,
+                        value: v,
+                        min: 1,
+                        max: 1000,
+                    });
                 }
                 self.dpd_interval_coefficient = v;
             }
@@ -278,17 +423,16 @@ impl Settings {
                 self.local_socket_umask = u32::from_str_radix(value.trim_start_matches("0o"), 8)
                     .ok()
                     .filter(|v| *v <= 0o777)
-                    .ok_or_else(|| {
-                        SettingError(format!(
-                            "advanced setting {k}: '{value}' is not an octal mask (e.g. 077 or 007)"
-                        ))
+                    .ok_or_else(|| SettingError::NotAMask {
+                        key: k.clone(),
+                        value: value.into(),
                     })?
             }
             "local_socket_gid" => {
                 self.local_socket_gid = Some(parse_int(&k, value, 0, u64::from(u32::MAX))?)
             }
             "admin_socket" => self.admin_socket = parse_flag(&k, value)?,
-            "metrics_listen" => self.metrics_listen = parse_metrics_listen(value).map_err(SettingError)?,
+            "metrics_listen" => self.metrics_listen = parse_metrics_listen(value)?,
             "ipc_max_clients" => self.ipc_max_clients = parse_int(&k, value, 0, INT_MAX)?,
             "ipc_max_receive_size" => {
                 self.ipc_max_receive_size = parse_int(&k, value, 1024, INT_MAX)?
@@ -315,9 +459,7 @@ impl Settings {
             "restart_vote_hold" => self.restart_vote_hold = parse_int(&k, value, 0, 3_600_000)?,
             "state_max_age" => self.state_max_age = parse_int(&k, value, 1, 31_536_000)?,
             _ => {
-                return Err(SettingError(format!(
-                    "unknown advanced setting '{key}' (see `qnetd serve --help` or config/qnetd.toml for the list)"
-                )))
+                return Err(SettingError::UnknownAdvanced { key: key.into() })
             }
         }
         Ok(None)
@@ -325,14 +467,12 @@ impl Settings {
 
     /// Applies a `-S` argument: one or more `key=value` pairs separated by
     /// commas.
-    pub fn set_advanced_list(&mut self, arg: &str) -> Result<Vec<String>, SettingError> {
+    pub fn set_advanced_list(&mut self, arg: &str) -> Result<Vec<SettingWarning>, SettingError> {
         let mut warnings = Vec::new();
         for pair in arg.split(',').filter(|p| !p.trim().is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| {
-                SettingError(format!(
-                    "advanced setting '{pair}' is not of the form key=value"
-                ))
-            })?;
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| SettingError::NotKeyValue { pair: pair.into() })?;
             if let Some(w) = self.set_advanced(k, v)? {
                 warnings.push(w);
             }
@@ -343,32 +483,33 @@ impl Settings {
     /// Checks relations between settings once everything is applied.
     pub fn validate(&self) -> Result<(), SettingError> {
         if self.heartbeat_interval_min > self.heartbeat_interval_max {
-            return Err(SettingError(format!(
-                "heartbeat_interval_min ({}) is larger than heartbeat_interval_max ({})",
-                self.heartbeat_interval_min, self.heartbeat_interval_max
-            )));
+            return Err(SettingError::HeartbeatBounds {
+                min: self.heartbeat_interval_min,
+                max: self.heartbeat_interval_max,
+            });
         }
         if self.max_client_receive_size < 32768 {
             // Allowed, as in the reference, but 3.0.x clients will refuse it.
         }
         if self.dpd_enabled && self.initial_dpd_ms() > MAX_TIMER_MS {
-            return Err(SettingError(format!(
-                "dpd_interval_coefficient {} is too large: {} x {} ms exceeds the timer limit of {} ms",
-                self.dpd_interval_coefficient, self.dpd_interval_coefficient, INITIAL_HEARTBEAT_MS, MAX_TIMER_MS
-            )));
+            return Err(SettingError::CoefficientTooLarge {
+                coefficient: self.dpd_interval_coefficient,
+            });
         }
         if let Some(addr) = &self.listen_address {
             if let Ok(ip) = addr.parse::<IpAddr>() {
                 match (self.address_family, ip) {
                     (AddressFamily::Ipv4, IpAddr::V6(_)) => {
-                        return Err(SettingError(format!(
-                            "listen address {addr} is IPv6 but -4 (IPv4 only) was given"
-                        )))
+                        return Err(SettingError::FamilyMismatch {
+                            address: addr.clone(),
+                            ipv6: true,
+                        })
                     }
                     (AddressFamily::Ipv6, IpAddr::V4(_)) => {
-                        return Err(SettingError(format!(
-                            "listen address {addr} is IPv4 but -6 (IPv6 only) was given"
-                        )))
+                        return Err(SettingError::FamilyMismatch {
+                            address: addr.clone(),
+                            ipv6: false,
+                        })
                     }
                     _ => {}
                 }
@@ -389,69 +530,76 @@ impl Settings {
     }
 
     /// Applies a TOML configuration file's contents.
-    pub fn apply_toml(&mut self, text: &str, origin: &Path) -> Result<Vec<String>, SettingError> {
-        let err = |m: String| SettingError(format!("{}: {m}", origin.display()));
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| err(e.to_string()))?;
+    pub fn apply_toml(
+        &mut self,
+        text: &str,
+        origin: &Path,
+    ) -> Result<Vec<SettingWarning>, SettingError> {
+        self.apply_table(text).map_err(|e| SettingError::InFile {
+            file: origin.to_path_buf(),
+            error: Box::new(e),
+        })
+    }
+
+    fn apply_table(&mut self, text: &str) -> Result<Vec<SettingWarning>, SettingError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| SettingError::Toml {
+            detail: e.to_string(),
+        })?;
         let mut warnings = Vec::new();
         for (key, value) in &table {
-            let as_text = || -> Result<String, SettingError> {
-                scalar_text(value)
-                    .ok_or_else(|| err(format!("{key}: expected a string, number or boolean")))
+            let wrong = |expected: &'static str| SettingError::WrongType {
+                key: key.clone(),
+                expected,
             };
+            let as_text = || scalar_text(value).ok_or_else(|| wrong("a string, number or boolean"));
             match key.as_str() {
                 "listen_address" => {
                     let v = as_text()?;
                     self.listen_address = if v.is_empty() || v == "*" { None } else { Some(v) };
                 }
-                "port" => self.port = parse_port(&as_text()?).map_err(err)?,
+                "port" => self.port = parse_port(&as_text()?)?,
                 "address_family" => {
                     self.address_family = match as_text()?.as_str() {
                         "any" => AddressFamily::Any,
                         "ipv4" => AddressFamily::Ipv4,
                         "ipv6" => AddressFamily::Ipv6,
                         other => {
-                            return Err(err(format!(
-                                "address_family '{other}': use any, ipv4 or ipv6"
-                            )))
+                            return Err(SettingError::AddressFamily {
+                                value: other.into(),
+                            })
                         }
                     }
                 }
-                "tls" => self.tls = TlsMode::parse(&as_text()?).map_err(err)?,
+                "tls" => self.tls = TlsMode::parse(&as_text()?)?,
                 "client_cert_required" => {
-                    self.client_cert_required = parse_bool(&as_text()?)
-                        .ok_or_else(|| err("client_cert_required: expected a boolean".into()))?
+                    self.client_cert_required =
+                        parse_bool(&as_text()?).ok_or_else(|| wrong("a boolean"))?
                 }
                 "max_clients" => {
                     self.max_clients = as_text()?
                         .parse()
-                        .map_err(|_| err("max_clients: expected a whole number".into()))?
+                        .map_err(|_| wrong("a whole number"))?
                 }
                 "debug" => {
                     self.debug = match value {
                         toml::Value::Boolean(b) => u8::from(*b),
                         toml::Value::Integer(i) => (*i).clamp(0, 2) as u8,
-                        _ => return Err(err("debug: expected a boolean or 0..2".into())),
+                        _ => return Err(wrong("a boolean or 0..2")),
                     }
                 }
                 "advanced" => {
-                    let adv = value
-                        .as_table()
-                        .ok_or_else(|| err("[advanced] must be a table".into()))?;
+                    let adv = value.as_table().ok_or_else(|| wrong("a table"))?;
                     for (k, v) in adv {
-                        let text = scalar_text(v)
-                            .ok_or_else(|| err(format!("advanced.{k}: expected a scalar")))?;
-                        if let Some(w) = self.set_advanced(k, &text).map_err(|e| err(e.0))? {
+                        let text = scalar_text(v).ok_or_else(|| SettingError::WrongType {
+                            key: format!("advanced.{k}"),
+                            expected: "a scalar",
+                        })?;
+                        if let Some(w) = self.set_advanced(k, &text)? {
                             warnings.push(w);
                         }
                     }
                 }
-                other => {
-                    return Err(err(format!(
-                        "unknown key '{other}' (known: listen_address, port, address_family, tls, client_cert_required, max_clients, debug, [advanced])"
-                    )))
-                }
+                other => return Err(SettingError::UnknownKey { key: other.into() }),
             }
         }
         Ok(warnings)
@@ -469,20 +617,20 @@ fn scalar_text(v: &toml::Value) -> Option<String> {
 }
 
 /// Parses `--metrics-listen`: `ADDR:PORT`, or `off`/empty to disable.
-pub fn parse_metrics_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+pub fn parse_metrics_listen(s: &str) -> Result<Option<std::net::SocketAddr>, SettingError> {
     let s = s.trim();
     if s.is_empty() || s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("none") {
         return Ok(None);
     }
-    s.parse().map(Some).map_err(|_| {
-        format!("metrics listen address '{s}' is not ADDR:PORT (e.g. 127.0.0.1:9403 or [::]:9403), or 'off'")
-    })
+    s.parse()
+        .map(Some)
+        .map_err(|_| SettingError::MetricsListen { value: s.into() })
 }
 
 /// Parses a TCP port, 1..=65535.
-pub fn parse_port(s: &str) -> Result<u16, String> {
+pub fn parse_port(s: &str) -> Result<u16, SettingError> {
     match s.trim().parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("invalid port '{s}': use a number from 1 to 65535")),
+        Ok(0) | Err(_) => Err(SettingError::Port { value: s.into() }),
         Ok(p) => Ok(p),
     }
 }

@@ -16,13 +16,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use qnetd_core::status;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::server::ServerCtx;
-use crate::status;
+use crate::ctx::ServerCtx;
+use crate::error::{AdminSocketProblem, StartError};
+use crate::shutdown::Shutdown;
 
 /// Splits a request line into tokens the way the reference's lexer does.
 pub fn tokenize(line: &str) -> Vec<String> {
@@ -76,11 +78,29 @@ pub enum Request {
     Protobuf,
 }
 
-/// Parses a request line; the error is the reference's message.
-pub fn parse(line: &str) -> Result<Request, String> {
+/// A request that cannot be parsed; its text is the reference's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    NoCommand,
+    Unknown(String),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::NoCommand => f.write_str("No command specified"),
+            RequestError::Unknown(cmd) => write!(f, "Unknown command '{cmd}'"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// Parses a request line.
+pub fn parse(line: &str) -> Result<Request, RequestError> {
     let tokens = tokenize(line);
     let Some(cmd) = tokens.first() else {
-        return Err("No command specified".into());
+        return Err(RequestError::NoCommand);
     };
     let rest = &tokens[1..];
     match cmd.to_ascii_lowercase().as_str() {
@@ -105,7 +125,7 @@ pub fn parse(line: &str) -> Result<Request, String> {
         "shutdown" => Ok(Request::Shutdown),
         "json" => Ok(Request::Json),
         "protobuf" => Ok(Request::Protobuf),
-        _ => Err(format!("Unknown command '{cmd}'")),
+        _ => Err(RequestError::Unknown(cmd.clone())),
     }
 }
 
@@ -116,24 +136,24 @@ pub fn answer(ctx: &ServerCtx, line: &str) -> (Vec<u8>, bool) {
         Err(e) => text(format!("Error\n{e}\n")),
         Ok(Request::Shutdown) => (b"OK\n".to_vec(), true),
         Ok(Request::Status { verbose }) => {
-            let st = status::snapshot(ctx);
+            let st = ctx.status();
             text(format!("OK\n{}", status::tool_status(&st, verbose)))
         }
         Ok(Request::List { verbose, cluster }) => {
-            let st = status::snapshot(ctx);
+            let st = ctx.status();
             text(format!(
                 "OK\n{}",
                 status::tool_list(&st, verbose, cluster.as_deref())
             ))
         }
-        Ok(Request::Json) => match serde_json::to_string_pretty(&status::snapshot(ctx)) {
+        Ok(Request::Json) => match serde_json::to_string_pretty(&ctx.status()) {
             Ok(j) => text(format!("OK\n{j}\n")),
             Err(e) => text(format!("Error\nInternal error: {e}\n")),
         },
         Ok(Request::Protobuf) => {
             use qnetd_proto::Message;
             let mut out = b"OK\n".to_vec();
-            out.extend_from_slice(&status::snapshot(ctx).encode_to_vec());
+            out.extend_from_slice(&ctx.status().encode_to_vec());
             (out, false)
         }
     }
@@ -141,20 +161,20 @@ pub fn answer(ctx: &ServerCtx, line: &str) -> (Vec<u8>, bool) {
 
 /// Binds the socket with the configured permissions. A socket file left by
 /// a dead server is replaced; one that answers means another server runs.
-pub async fn bind(path: &Path, umask: u32, gid: Option<u32>) -> Result<UnixListener, String> {
+pub async fn bind(path: &Path, umask: u32, gid: Option<u32>) -> Result<UnixListener, StartError> {
+    let fail = |what: AdminSocketProblem, error: Option<io::Error>| StartError::Admin {
+        path: path.to_path_buf(),
+        what,
+        error,
+    };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| fail(AdminSocketProblem::CreateDir, Some(e)))?;
     }
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
-            return Err(format!(
-                "{} is in use: another qnetd or corosync-qnetd is running (or choose another -S local_socket_file)",
-                path.display()
-            ));
+            return Err(fail(AdminSocketProblem::InUse, None));
         }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))?;
+        std::fs::remove_file(path).map_err(|e| fail(AdminSocketProblem::RemoveStale, Some(e)))?;
     }
     // Bind under a temporary name, set the mode, then move it into place,
     // so nobody can connect before the permissions are right.
@@ -166,31 +186,34 @@ pub async fn bind(path: &Path, umask: u32, gid: Option<u32>) -> Result<UnixListe
         std::process::id()
     ));
     let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp)
-        .map_err(|e| format!("cannot create the admin socket {}: {e}", tmp.display()))?;
+    let listener = UnixListener::bind(&tmp).map_err(|e| fail(AdminSocketProblem::Bind, Some(e)))?;
     let mode = 0o777 & !umask;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", tmp.display()))?;
+        .map_err(|e| fail(AdminSocketProblem::SetMode, Some(e)))?;
     if let Some(gid) = gid {
         std::os::unix::fs::chown(&tmp, None, Some(gid))
-            .map_err(|e| format!("cannot set the group of {} to {gid}: {e}", tmp.display()))?;
+            .map_err(|e| fail(AdminSocketProblem::SetGroup, Some(e)))?;
     }
-    std::fs::rename(&tmp, path)
-        .map_err(|e| format!("cannot move the admin socket to {}: {e}", path.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| fail(AdminSocketProblem::Rename, Some(e)))?;
     Ok(listener)
 }
 
-/// Serves admin requests until the server stops.
-pub async fn serve(listener: UnixListener, ctx: Arc<ServerCtx>) {
-    let limit = ctx.settings.ipc_max_clients;
+/// Serves admin requests until `shutdown` fires; the request `shutdown`
+/// triggers it. The socket file is removed at the end.
+pub async fn run(listener: UnixListener, ctx: Arc<ServerCtx>, shutdown: Shutdown) {
+    let limit = ctx.arbiter.settings.ipc_max_clients;
     let permits = Arc::new(Semaphore::new(if limit == 0 {
         Semaphore::MAX_PERMITS
     } else {
         limit
     }));
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
+        let accepted = tokio::select! {
+            _ = shutdown.triggered() => break,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
             Err(e) => {
                 warn!("admin socket accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -202,17 +225,27 @@ pub async fn serve(listener: UnixListener, ctx: Arc<ServerCtx>) {
             continue;
         };
         let ctx = Arc::clone(&ctx);
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, &ctx).await {
-                debug!("admin request failed: {e}");
+            match handle(stream, &ctx).await {
+                Ok(true) => {
+                    info!("shutdown requested on the admin socket");
+                    shutdown.trigger();
+                }
+                Ok(false) => {}
+                Err(e) => debug!("admin request failed: {e}"),
             }
             drop(permit);
         });
     }
+    if ctx.arbiter.settings.admin_socket {
+        let _ = std::fs::remove_file(&ctx.arbiter.settings.local_socket_file);
+    }
 }
 
-async fn handle(mut stream: UnixStream, ctx: &ServerCtx) -> io::Result<()> {
-    let max = ctx.settings.ipc_max_receive_size;
+/// Answers one request; returns whether the server must shut down.
+async fn handle(mut stream: UnixStream, ctx: &ServerCtx) -> io::Result<bool> {
+    let max = ctx.arbiter.settings.ipc_max_receive_size;
     let mut line = Vec::new();
     let mut buf = [0u8; 512];
     let read = tokio::time::timeout(Duration::from_secs(5), async {
@@ -232,7 +265,7 @@ async fn handle(mut stream: UnixStream, ctx: &ServerCtx) -> io::Result<()> {
     })
     .await;
     let (reply, shutdown) = match read {
-        Err(_) => return Ok(()),
+        Err(_) => return Ok(false),
         Ok(Err(e)) => return Err(e),
         Ok(Ok(false)) => (b"Error\nCommand too long\n".to_vec(), false),
         Ok(Ok(true)) => {
@@ -242,7 +275,7 @@ async fn handle(mut stream: UnixStream, ctx: &ServerCtx) -> io::Result<()> {
             answer(ctx, &text)
         }
     };
-    if reply.len() > ctx.settings.ipc_max_send_size {
+    if reply.len() > ctx.arbiter.settings.ipc_max_send_size {
         stream
             .write_all(b"Error\nInternal IPC buffer too small\n")
             .await?;
@@ -250,11 +283,7 @@ async fn handle(mut stream: UnixStream, ctx: &ServerCtx) -> io::Result<()> {
         stream.write_all(&reply).await?;
     }
     stream.shutdown().await?;
-    if shutdown {
-        info!("shutdown requested on the admin socket");
-        ctx.request_shutdown();
-    }
-    Ok(())
+    Ok(shutdown)
 }
 
 #[cfg(test)]
@@ -289,7 +318,11 @@ mod tests {
                 cluster: Some("x".into())
             })
         );
-        assert_eq!(parse(""), Err("No command specified".into()));
-        assert_eq!(parse("frob"), Err("Unknown command 'frob'".into()));
+        assert_eq!(parse(""), Err(RequestError::NoCommand));
+        assert_eq!(parse("frob"), Err(RequestError::Unknown("frob".into())));
+        assert_eq!(
+            parse("frob").unwrap_err().to_string(),
+            "Unknown command 'frob'"
+        );
     }
 }

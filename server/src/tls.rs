@@ -8,8 +8,8 @@
 //! "Qnetd Server" (`SSL_SetURL` with `net_nss_qnetd_cn`), so no real client
 //! could connect; the rustls option that accepts it exists only in a
 //! pre-release. Client certificates are verified against our CA only; the
-//! session then matches their names with the cluster name (see
-//! `session.rs`), as the reference does with NSS.
+//! session then matches their names with the cluster name (qnetd-core's
+//! `session`), as the reference does with NSS.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
+use openssl::error::ErrorStack;
 use openssl::pkey::PKey;
 use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslSessionCacheMode, SslVerifyMode, SslVersion};
 use openssl::x509::X509;
@@ -24,14 +25,59 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_openssl::SslStream;
 
 use qnetd_certs::Pki;
+use qnetd_core::close::{TlsFailure, TlsFailureKind};
 
-/// Why TLS could not be set up, with what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSetupError(pub String);
+/// Why TLS could not be set up; the message says what to do.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum TlsSetupError {
+    /// A file of the TLS directory cannot be read.
+    Read { path: PathBuf, error: io::Error },
+    /// A certificate file holds no (valid) PEM certificate.
+    NotCertificate { path: PathBuf, detail: String },
+    /// The key file is not a PEM private key.
+    NotKey { path: PathBuf, detail: String },
+    /// The server certificate and key do not belong together.
+    KeyMismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        detail: ErrorStack,
+    },
+    /// The CA certificate cannot be used to verify clients.
+    BadCa { path: PathBuf, detail: ErrorStack },
+    /// OpenSSL refused the configuration.
+    Setup(ErrorStack),
+    /// Creating a new CA and server certificate failed.
+    Init(qnetd_certs::CertError),
+}
 
 impl std::fmt::Display for TlsSetupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            TlsSetupError::Read { path, error } => write!(
+                f,
+                "cannot read {}: {error} (create the TLS files with `qnetd certs init --dir {}`, or start with -s off)",
+                path.display(),
+                path.parent().map(|p| p.display().to_string()).unwrap_or_default()
+            ),
+            TlsSetupError::NotCertificate { path, detail } => {
+                write!(f, "{}: not a PEM certificate file: {detail}", path.display())
+            }
+            TlsSetupError::NotKey { path, detail } => {
+                write!(f, "{}: not a PEM private key: {detail}", path.display())
+            }
+            TlsSetupError::KeyMismatch { cert, key, detail } => write!(
+                f,
+                "{} and {} do not belong together: {detail}",
+                cert.display(),
+                key.display()
+            ),
+            TlsSetupError::BadCa { path, detail } => {
+                write!(f, "{}: unusable CA certificate: {detail}", path.display())
+            }
+            TlsSetupError::Setup(e) => write!(f, "TLS setup: {e}"),
+            TlsSetupError::Init(e) => write!(f, "{e}"),
+        }
     }
 }
 
@@ -48,43 +94,38 @@ pub struct TlsContext {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
-    std::fs::read(path).map_err(|e| {
-        TlsSetupError(format!(
-            "cannot read {}: {e} (create the TLS files with `qnetd certs init --dir {}`, or start with -s off)",
-            path.display(),
-            path.parent().map(|p| p.display().to_string()).unwrap_or_default()
-        ))
+    std::fs::read(path).map_err(|error| TlsSetupError::Read {
+        path: path.to_path_buf(),
+        error,
     })
 }
 
 fn certs_from(path: &Path) -> Result<Vec<X509>, TlsSetupError> {
-    let certs = X509::stack_from_pem(&read(path)?).map_err(|e| {
-        TlsSetupError(format!(
-            "{}: not a PEM certificate file: {e}",
-            path.display()
-        ))
-    })?;
+    let certs =
+        X509::stack_from_pem(&read(path)?).map_err(|e| TlsSetupError::NotCertificate {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(TlsSetupError(format!(
-            "{}: no certificate found (expected PEM)",
-            path.display()
-        )));
+        return Err(TlsSetupError::NotCertificate {
+            path: path.to_path_buf(),
+            detail: "no certificate found (expected PEM)".into(),
+        });
     }
     Ok(certs)
 }
 
 /// Builds the TLS configuration from the TLS directory.
 fn build_acceptor(dir: &Path, client_cert_required: bool) -> Result<SslAcceptor, TlsSetupError> {
-    let setup = |e: openssl::error::ErrorStack| TlsSetupError(format!("TLS setup: {e}"));
+    let setup = TlsSetupError::Setup;
     let cert_path = dir.join(Pki::SERVER_CERT);
     let key_path = dir.join(Pki::SERVER_KEY);
     let chain = certs_from(&cert_path)?;
-    let key = PKey::private_key_from_pem(&read(&key_path)?).map_err(|e| {
-        TlsSetupError(format!(
-            "{}: not a PEM private key: {e}",
-            key_path.display()
-        ))
-    })?;
+    let key =
+        PKey::private_key_from_pem(&read(&key_path)?).map_err(|e| TlsSetupError::NotKey {
+            path: key_path.clone(),
+            detail: e.to_string(),
+        })?;
     // TLS 1.2 and 1.3 with forward-secret AEAD suites only.
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(setup)?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
@@ -102,23 +143,22 @@ fn build_acceptor(dir: &Path, client_cert_required: bool) -> Result<SslAcceptor,
     b.set_num_tickets(0).map_err(setup)?;
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
     b.set_private_key(&key).map_err(setup)?;
-    b.check_private_key().map_err(|e| {
-        TlsSetupError(format!(
-            "{} and {} do not belong together: {e}",
-            cert_path.display(),
-            key_path.display()
-        ))
-    })?;
+    b.check_private_key()
+        .map_err(|detail| TlsSetupError::KeyMismatch {
+            cert: cert_path.clone(),
+            key: key_path.clone(),
+            detail,
+        })?;
     if client_cert_required {
         let ca_path = dir.join(Pki::CA_CERT);
         for ca in certs_from(&ca_path)? {
             b.add_client_ca(&ca).map_err(setup)?;
-            b.cert_store_mut().add_cert(ca).map_err(|e| {
-                TlsSetupError(format!(
-                    "{}: unusable CA certificate: {e}",
-                    ca_path.display()
-                ))
-            })?;
+            b.cert_store_mut()
+                .add_cert(ca)
+                .map_err(|detail| TlsSetupError::BadCa {
+                    path: ca_path.clone(),
+                    detail,
+                })?;
         }
         b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
     } else {
@@ -138,8 +178,7 @@ impl TlsContext {
         let pki = Pki::new(dir);
         let files = [Pki::CA_CERT, Pki::CA_KEY, Pki::SERVER_CERT, Pki::SERVER_KEY];
         if files.iter().all(|f| !dir.join(f).exists()) {
-            pki.init(Default::default())
-                .map_err(|e| TlsSetupError(e.to_string()))?;
+            pki.init(Default::default()).map_err(TlsSetupError::Init)?;
             tracing::warn!(
                 dir = %dir.display(),
                 "no TLS certificates found: created a new CA and server certificate; give {} to the cluster nodes (corosync-qdevice-net-certutil -i -c FILE) and issue node certificates with `qnetd certs client` or `qnetd certs sign`",
@@ -173,14 +212,17 @@ impl TlsContext {
         &self,
         prefix: Vec<u8>,
         stream: S,
-    ) -> Result<(TlsStream<S>, Option<Vec<String>>), String>
+    ) -> Result<(TlsStream<S>, Option<Vec<String>>), TlsFailure>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let setup = |e: ErrorStack| TlsFailure {
+            kind: TlsFailureKind::Other,
+            detail: format!("TLS setup: {e}"),
+        };
         let acceptor = self.current();
-        let ssl = Ssl::new(acceptor.context()).map_err(|e| format!("TLS setup: {e}"))?;
-        let mut tls = SslStream::new(ssl, Rewind::new(prefix, stream))
-            .map_err(|e| format!("TLS setup: {e}"))?;
+        let ssl = Ssl::new(acceptor.context()).map_err(setup)?;
+        let mut tls = SslStream::new(ssl, Rewind::new(prefix, stream)).map_err(setup)?;
         if let Err(e) = Pin::new(&mut tls).accept().await {
             return Err(describe_handshake_error(&e, tls.ssl()));
         }
@@ -255,44 +297,47 @@ impl TlsContext {
     }
 }
 
-/// A reason for a failed handshake that an operator can act on.
-fn describe_handshake_error(e: &openssl::ssl::Error, ssl: &openssl::ssl::SslRef) -> String {
+/// Classifies a failed handshake so that an operator can act on it.
+fn describe_handshake_error(e: &openssl::ssl::Error, ssl: &openssl::ssl::SslRef) -> TlsFailure {
     let verify = ssl.verify_result();
     if verify != openssl::x509::X509VerifyResult::OK {
-        let hint = match verify.as_raw() {
+        let kind = match verify.as_raw() {
             // X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, _UNABLE_TO_GET_ISSUER_CERT,
             // _DEPTH_ZERO_SELF_SIGNED_CERT, _SELF_SIGNED_CERT_IN_CHAIN
-            20 | 2 | 18 | 19 => " (the client certificate was not issued by this server's CA)",
+            20 | 2 | 18 | 19 => TlsFailureKind::UnknownCa,
             // X509_V_ERR_CERT_HAS_EXPIRED
-            10 => " (the client certificate has expired: issue a new one)",
-            _ => "",
+            10 => TlsFailureKind::Expired,
+            _ => TlsFailureKind::Other,
         };
-        return format!(
-            "client certificate refused: {}{hint}",
-            verify.error_string()
-        );
+        return TlsFailure {
+            kind,
+            detail: format!("client certificate refused: {}", verify.error_string()),
+        };
     }
     let text = e.to_string();
     let detail = e.ssl_error().map(|s| s.to_string()).unwrap_or_default();
     let all = format!("{text} {detail}");
-    let hint = if all.contains("peer did not return a certificate") {
-        " (the client sent no certificate; -c on requires one: import the cluster certificate on the node)"
+    let kind = if all.contains("peer did not return a certificate") {
+        TlsFailureKind::NoCertificate
     } else if all.contains("wrong version number")
         || all.contains("http request")
         || all.contains("unknown protocol")
     {
-        " (not a TLS handshake)"
+        TlsFailureKind::NotTls
     } else if all.contains("no shared cipher") || all.contains("unsupported protocol") {
-        " (no common TLS version or cipher)"
+        TlsFailureKind::NoCommonVersion
     } else if e.io_error().is_some() || detail.is_empty() && text.contains("syscall") {
-        " (the client closed the connection during the handshake)"
+        TlsFailureKind::ClientClosed
     } else {
-        ""
+        TlsFailureKind::Other
     };
-    if detail.is_empty() {
-        format!("{text}{hint}")
-    } else {
-        format!("{text}: {detail}{hint}")
+    TlsFailure {
+        kind,
+        detail: if detail.is_empty() {
+            text
+        } else {
+            format!("{text}: {detail}")
+        },
     }
 }
 

@@ -1,7 +1,7 @@
-//! Prometheus metrics.
+//! Prometheus metrics: the exporter and `/metrics`.
 //!
 //! Event counters and the decision-latency histogram are recorded through
-//! the `metrics` facade (names below). State gauges (clients, clusters,
+//! the `metrics` facade (names in `qnetd_core::telemetry`). State gauges (clients, clusters,
 //! nodes, partitions, who holds the vote) are rendered at scrape time from
 //! the status snapshot, so a cluster that left leaves no stale series.
 //! `/metrics` is served by a small HTTP/1.0 responder on
@@ -16,23 +16,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use qnetd_core::status::ServerStatus;
+use qnetd_core::telemetry::{self, DECISION_LATENCY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::server::ServerCtx;
-use crate::status::{self, ServerStatus};
-
-pub const VOTES_SENT: &str = "qnetd_votes_sent_total";
-pub const ERRORS_SENT: &str = "qnetd_errors_sent_total";
-pub const DISCONNECTS: &str = "qnetd_client_disconnects_total";
-pub const TLS_HANDSHAKES: &str = "qnetd_tls_handshakes_total";
-pub const HEARTBEATS: &str = "qnetd_heartbeats_total";
-pub const DECISIONS: &str = "qnetd_decisions_total";
-pub const DECISION_LATENCY: &str = "qnetd_decision_latency_seconds";
-pub const CONNECTIONS: &str = "qnetd_connections_accepted_total";
-pub const CONNECTIONS_REFUSED: &str = "qnetd_connections_refused_total";
-pub const SNAPSHOT_SAVES: &str = "qnetd_state_snapshot_saves_total";
+use crate::ctx::ServerCtx;
+use crate::error::StartError;
+use crate::shutdown::Shutdown;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -42,9 +34,7 @@ pub fn install() -> bool {
     if HANDLE.get().is_some() {
         return true;
     }
-    let buckets = [
-        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1,
-    ];
+    let buckets = telemetry::DECISION_LATENCY_BUCKETS;
     let recorder = match PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(DECISION_LATENCY.to_string()), &buckets)
     {
@@ -59,38 +49,7 @@ pub fn install() -> bool {
         return false;
     }
     let _ = HANDLE.set(handle);
-    metrics::describe_counter!(
-        VOTES_SENT,
-        "Votes sent to clients (replies and VOTE_INFO), by cluster and vote"
-    );
-    metrics::describe_counter!(
-        ERRORS_SENT,
-        "Protocol errors sent to clients, by error name"
-    );
-    metrics::describe_counter!(DISCONNECTS, "Client connections closed, by reason");
-    metrics::describe_counter!(
-        TLS_HANDSHAKES,
-        "TLS handshakes after STARTTLS, by result and reason"
-    );
-    metrics::describe_counter!(HEARTBEATS, "Echo requests (heartbeats) answered");
-    metrics::describe_counter!(
-        DECISIONS,
-        "Decisions that changed a vote, by algorithm and reason"
-    );
-    metrics::describe_histogram!(
-        DECISION_LATENCY,
-        metrics::Unit::Seconds,
-        "Time from a client event to its votes being queued"
-    );
-    metrics::describe_counter!(CONNECTIONS, "TCP connections accepted");
-    metrics::describe_counter!(
-        CONNECTIONS_REFUSED,
-        "TCP connections refused by max_clients or max_clients_per_address"
-    );
-    metrics::describe_counter!(
-        SNAPSHOT_SAVES,
-        "Writes of the decision snapshot (state_dir), by result"
-    );
+    telemetry::describe();
     true
 }
 
@@ -232,7 +191,7 @@ pub fn render_state(st: &ServerStatus) -> String {
 
 /// The whole /metrics body.
 pub fn render(ctx: &ServerCtx) -> String {
-    let mut body = render_state(&status::snapshot(ctx));
+    let mut body = render_state(&ctx.status());
     if let Some(h) = HANDLE.get() {
         body.push_str(&h.render());
     }
@@ -240,18 +199,20 @@ pub fn render(ctx: &ServerCtx) -> String {
 }
 
 /// Binds the metrics listener.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        format!(
-            "cannot listen for metrics on {addr}: {e} (choose another --metrics-listen, or 'off')"
-        )
-    })
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| StartError::Metrics { addr, error })
 }
 
-/// Serves GET /metrics until the server stops.
-pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>) {
+/// Serves GET /metrics until `shutdown` fires.
+pub async fn run(listener: TcpListener, ctx: Arc<ServerCtx>, shutdown: Shutdown) {
     loop {
-        let (mut stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            _ = shutdown.triggered() => return,
+            a = listener.accept() => a,
+        };
+        let (mut stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 warn!("metrics accept failed: {e}");
