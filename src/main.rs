@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
-use qnetd::config::{self, AddressFamily, Settings, TlsMode};
-use qnetd::server::Server;
-use qnetd::server::ServerCtx;
+use qnetd_core::config::{self, AddressFamily, SettingError, SettingWarning, Settings, TlsMode};
+use qnetd_server::{Server, ServerCtx, Shutdown};
 use std::sync::Arc;
 use tracing::{error, info, warn};
 
@@ -77,12 +76,15 @@ struct ServeArgs {
     advanced: Vec<String>,
 }
 
-fn port_arg(s: &str) -> Result<u16, String> {
+fn port_arg(s: &str) -> Result<u16, SettingError> {
     config::parse_port(s)
 }
 
-fn bool_arg(s: &str) -> Result<bool, String> {
-    config::parse_bool(s).ok_or_else(|| format!("'{s}' is not on/off (yes/no, 1/0)"))
+fn bool_arg(s: &str) -> Result<bool, SettingError> {
+    config::parse_bool(s).ok_or_else(|| SettingError::NotABoolean {
+        key: "-c".into(),
+        value: s.into(),
+    })
 }
 
 fn main() -> ExitCode {
@@ -94,14 +96,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// Why the configuration could not be built.
+#[derive(Debug)]
+enum ConfigError {
+    /// The `--config` file cannot be read.
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A setting is invalid.
+    Setting(SettingError),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Read { path, error } => {
+                write!(
+                    f,
+                    "cannot read configuration file {}: {error}",
+                    path.display()
+                )
+            }
+            ConfigError::Setting(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<SettingError> for ConfigError {
+    fn from(e: SettingError) -> Self {
+        ConfigError::Setting(e)
+    }
+}
+
 /// Builds the settings: defaults, then the file, then the command line.
-fn settings_from(args: &ServeArgs) -> Result<(Settings, Vec<String>), String> {
+fn settings_from(args: &ServeArgs) -> Result<(Settings, Vec<SettingWarning>), ConfigError> {
     let mut s = Settings::default();
     let mut warnings = Vec::new();
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read configuration file {}: {e}", path.display()))?;
-        warnings.extend(s.apply_toml(&text, path).map_err(|e| e.to_string())?);
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.clone(),
+            error,
+        })?;
+        warnings.extend(s.apply_toml(&text, path)?);
     }
     if args.ipv4 {
         s.address_family = AddressFamily::Ipv4;
@@ -131,9 +168,9 @@ fn settings_from(args: &ServeArgs) -> Result<(Settings, Vec<String>), String> {
         s.metrics_listen = config::parse_metrics_listen(m)?;
     }
     for a in &args.advanced {
-        warnings.extend(s.set_advanced_list(a).map_err(|e| e.to_string())?);
+        warnings.extend(s.set_advanced_list(a)?);
     }
-    s.validate().map_err(|e| e.to_string())?;
+    s.validate()?;
     Ok((s, warnings))
 }
 
@@ -157,38 +194,69 @@ fn init_logging(debug: u8) {
         .init();
 }
 
+/// Why the lock file could not be taken.
+#[derive(Debug)]
+enum LockError {
+    /// Its directory or the file cannot be created or opened.
+    Open {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// Another instance holds it.
+    Held { path: PathBuf },
+    /// flock failed.
+    Lock {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Open { path, error } => write!(
+                f,
+                "cannot open lock file {}: {error} (run as root, or choose another path with -S lock_file=PATH)",
+                path.display()
+            ),
+            LockError::Held { path } => write!(
+                f,
+                "another instance is running (lock file {} is held); stop it first or use another -S lock_file",
+                path.display()
+            ),
+            LockError::Lock { path, error } => write!(f, "cannot lock {}: {error}", path.display()),
+        }
+    }
+}
+
 /// Holds the lock file (flock) for the life of the process, like the
 /// reference, so two instances cannot share a configuration.
-fn take_lock(path: &Path) -> Result<File, String> {
+fn take_lock(path: &Path) -> Result<File, LockError> {
+    let open = |error| LockError::Open {
+        path: path.to_path_buf(),
+        error,
+    };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            format!(
-                "cannot create the directory of the lock file {}: {e} (run as root, or choose another path with -S lock_file=PATH)",
-                path.display()
-            )
-        })?;
+        std::fs::create_dir_all(dir).map_err(open)?;
     }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(|e| {
-            format!(
-                "cannot open lock file {}: {e} (run as root, or choose another path with -S lock_file=PATH)",
-                path.display()
-            )
-        })?;
+        .map_err(open)?;
     match f.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(format!(
-                "another instance is running (lock file {} is held); stop it first or use another -S lock_file",
-                path.display()
-            ))
+            return Err(LockError::Held {
+                path: path.to_path_buf(),
+            })
         }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(format!("cannot lock {}: {e}", path.display()))
+        Err(std::fs::TryLockError::Error(error)) => {
+            return Err(LockError::Lock {
+                path: path.to_path_buf(),
+                error,
+            })
         }
     }
     f.set_len(0).ok();
@@ -222,7 +290,7 @@ fn notify_ready() {
 const EXIT_CONFIG: u8 = 2;
 /// Exit status when another instance holds the lock file.
 const EXIT_LOCK: u8 = 3;
-// Listen (4), TLS (5) and admin/metrics (6) failures: see StartFailure.
+// Listen (4), TLS (5) and admin/metrics (6) failures: see StartError.
 
 fn serve(args: ServeArgs) -> ExitCode {
     let (settings, warnings) = match settings_from(&args) {
@@ -255,12 +323,13 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     runtime.block_on(async move {
         // Handlers first: a SIGTERM right after READY=1 must drain, not kill.
-        let shutdown = shutdown_signal();
+        let shutdown = Shutdown::new();
+        let signals = shutdown_on_signal(shutdown.clone());
         let server = match Server::bind(settings.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 error!("{e}");
-                return ExitCode::from(e.0.exit_code());
+                return ExitCode::from(e.exit_code());
             }
         };
         let addr = server
@@ -283,6 +352,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 warn!("{w}");
             }
         }
+        tokio::spawn(signals);
         tokio::spawn(reload_on_sighup(server.ctx()));
         notify_ready();
         server.run(shutdown).await;
@@ -292,8 +362,8 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 /// Installs the SIGTERM/SIGINT handlers now and returns the future that
-/// completes when one of them arrives.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+/// triggers `shutdown` when one of them arrives.
+fn shutdown_on_signal(shutdown: Shutdown) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let handlers = (
         signal(SignalKind::terminate()),
@@ -309,6 +379,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             _ = term.recv() => info!("SIGTERM received"),
             _ = int.recv() => info!("SIGINT received"),
         }
+        shutdown.trigger();
     }
 }
 

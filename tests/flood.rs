@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use qnetd::config::{Settings, TlsMode};
+use qnetd_core::config::{Settings, TlsMode};
 use qnetd_tools::flood::{self, FloodOptions, Phase};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

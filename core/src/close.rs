@@ -145,16 +145,19 @@ impl CloseReason {
             CloseReason::SendQueueFull => "send_queue_full",
             CloseReason::ServerShutdown => "server_shutdown",
             CloseReason::LeaseExpired => "lease_expired",
-            CloseReason::TlsOff | CloseReason::StartTlsInsideTls | CloseReason::TooManyErrors { .. } => {
-                "refused"
-            }
+            CloseReason::TlsOff
+            | CloseReason::StartTlsInsideTls
+            | CloseReason::TooManyErrors { .. } => "refused",
         }
     }
 
     /// The whole server is stopping: the algorithms do not re-decide for
     /// the clients that remain (as the reference on shutdown).
     pub fn server_going_down(&self) -> bool {
-        matches!(self, CloseReason::ServerShutdown | CloseReason::LeaseExpired)
+        matches!(
+            self,
+            CloseReason::ServerShutdown | CloseReason::LeaseExpired
+        )
     }
 
     /// The server ended the connection because of something wrong (logged
@@ -165,10 +168,7 @@ impl CloseReason {
             self,
             CloseReason::ClientClosed
                 | CloseReason::ServerShutdown
-                | CloseReason::Io {
-                    op: IoOp::Read,
-                    ..
-                }
+                | CloseReason::Io { op: IoOp::Read, .. }
         )
     }
 }

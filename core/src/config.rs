@@ -299,7 +299,10 @@ impl std::error::Error for SettingError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettingWarning {
     /// A deprecated key; `instead` is what to use.
-    Deprecated { key: &'static str, instead: &'static str },
+    Deprecated {
+        key: &'static str,
+        instead: &'static str,
+    },
 }
 
 impl fmt::Display for SettingWarning {
@@ -326,15 +329,12 @@ fn parse_int<T>(key: &str, value: &str, min: u64, max: u64) -> Result<T, Setting
 where
     T: TryFrom<u64>,
 {
-    let v: u64 = value
-        .trim()
-        .parse()
-        .map_err(|_| SettingError::NotANumber {
-            key: key.into(),
-            value: value.into(),
-            min,
-            max,
-        })?;
+    let v: u64 = value.trim().parse().map_err(|_| SettingError::NotANumber {
+        key: key.into(),
+        value: value.into(),
+        min,
+        max,
+    })?;
     let out_of_range = || SettingError::OutOfRange {
         key: key.into(),
         value: v as f64,
@@ -380,7 +380,9 @@ impl Settings {
             "max_client_send_buffers" => {
                 self.max_client_send_buffers = parse_int(&k, value, 2, INT_MAX)?
             }
-            "max_client_send_size" => self.max_client_send_size = parse_int(&k, value, 16, INT_MAX)?,
+            "max_client_send_size" => {
+                self.max_client_send_size = parse_int(&k, value, 16, INT_MAX)?
+            }
             "max_client_receive_size" => {
                 self.max_client_receive_size = parse_int(&k, value, 16, INT_MAX)?
             }
@@ -458,9 +460,7 @@ impl Settings {
             }
             "restart_vote_hold" => self.restart_vote_hold = parse_int(&k, value, 0, 3_600_000)?,
             "state_max_age" => self.state_max_age = parse_int(&k, value, 1, 31_536_000)?,
-            _ => {
-                return Err(SettingError::UnknownAdvanced { key: key.into() })
-            }
+            _ => return Err(SettingError::UnknownAdvanced { key: key.into() }),
         }
         Ok(None)
     }
@@ -542,9 +542,11 @@ impl Settings {
     }
 
     fn apply_table(&mut self, text: &str) -> Result<Vec<SettingWarning>, SettingError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| SettingError::Toml {
-            detail: e.to_string(),
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| SettingError::Toml {
+                detail: e.to_string(),
+            })?;
         let mut warnings = Vec::new();
         for (key, value) in &table {
             let wrong = |expected: &'static str| SettingError::WrongType {
@@ -555,7 +557,11 @@ impl Settings {
             match key.as_str() {
                 "listen_address" => {
                     let v = as_text()?;
-                    self.listen_address = if v.is_empty() || v == "*" { None } else { Some(v) };
+                    self.listen_address = if v.is_empty() || v == "*" {
+                        None
+                    } else {
+                        Some(v)
+                    };
                 }
                 "port" => self.port = parse_port(&as_text()?)?,
                 "address_family" => {
@@ -576,9 +582,7 @@ impl Settings {
                         parse_bool(&as_text()?).ok_or_else(|| wrong("a boolean"))?
                 }
                 "max_clients" => {
-                    self.max_clients = as_text()?
-                        .parse()
-                        .map_err(|_| wrong("a whole number"))?
+                    self.max_clients = as_text()?.parse().map_err(|_| wrong("a whole number"))?
                 }
                 "debug" => {
                     self.debug = match value {
@@ -681,12 +685,26 @@ mod tests {
         assert!(s
             .set_advanced_list("dpd_interval_coefficient=1000.5")
             .is_err());
-        assert!(s.set_advanced_list("no_such_key=1").is_err());
-        assert!(s.set_advanced_list("dpd_enabled=maybe").is_err());
+        assert_eq!(
+            s.set_advanced_list("no_such_key=1"),
+            Err(SettingError::UnknownAdvanced {
+                key: "no_such_key".into()
+            })
+        );
+        assert!(matches!(
+            s.set_advanced_list("dpd_enabled=maybe"),
+            Err(SettingError::NotABoolean { .. })
+        ));
         let w = s
             .set_advanced_list("DPD_Enabled=off,heartbeat_interval_min=500,dpd_interval=3")
             .unwrap();
-        assert_eq!(w.len(), 1);
+        assert_eq!(
+            w,
+            vec![SettingWarning::Deprecated {
+                key: "dpd_interval",
+                instead: "dpd_interval_coefficient"
+            }]
+        );
         assert!(!s.dpd_enabled);
         assert_eq!(s.heartbeat_interval_min, 500);
     }
@@ -724,6 +742,16 @@ mod tests {
         assert_eq!(s.max_client_send_buffers, 64);
         assert!(s.keep_active_partition_tie_breaker);
         let e = s.apply_toml("prot = 1\n", Path::new("x.toml")).unwrap_err();
-        assert!(e.0.contains("unknown key 'prot'"), "{e}");
+        match &e {
+            SettingError::InFile { file, error } => {
+                assert_eq!(file, Path::new("x.toml"));
+                assert_eq!(**error, SettingError::UnknownKey { key: "prot".into() });
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            e.to_string().starts_with("x.toml: unknown key 'prot'"),
+            "{e}"
+        );
     }
 }

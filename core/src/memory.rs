@@ -87,8 +87,8 @@ pub fn decode_snapshot(
     now_unix_ms: u64,
     max_age: Duration,
 ) -> Result<Holders, SnapshotError> {
-    let snap = DecisionSnapshot::decode(bytes)
-        .map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+    let snap =
+        DecisionSnapshot::decode(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
     if snap.version != SNAPSHOT_VERSION {
         return Err(SnapshotError::Version(snap.version));
     }

@@ -5,7 +5,7 @@
 //! format of each target. `tests/corpus.rs` writes them to `corpus/<target>/`
 //! (`cargo test --test corpus -- --ignored write_seed_corpus`).
 
-use qnetd::wire::{
+use qnetd_core::wire::{
     AlgorithmKind, AskForVoteReply, Echo, ErrorCode, Heuristics, HeuristicsChange,
     HeuristicsChangeReply, Init, InitReply, Message, MsgType, NodeInfo, NodeList, NodeListReply,
     NodeListType, NodeState, Preinit, PreinitReply, RingId, SeqOnly, ServerError, SetOption,

@@ -55,7 +55,8 @@ pub(crate) async fn serve(
     let mut frames = FrameReader::new(ctx.arbiter.settings.max_client_receive_size);
     debug!("connection accepted");
     if let Exit::StartTls(stream) = run(&mut session, &mut frames, stream, &shutdown).await {
-        if let Some(tls_stream) = start_tls(&mut session, &mut frames, stream, &ctx, &shutdown).await
+        if let Some(tls_stream) =
+            start_tls(&mut session, &mut frames, stream, &ctx, &shutdown).await
         {
             if let Exit::StartTls(_) = run(&mut session, &mut frames, tls_stream, &shutdown).await {
                 session.close(CloseReason::StartTlsInsideTls);

@@ -81,7 +81,8 @@ impl ServerCtx {
     pub(crate) fn admit(self: &Arc<Self>, addr: SocketAddr) -> Option<Admitted> {
         let max = self.effective_max_clients;
         if self.arbiter.connections() >= max {
-            self.refused.refuse(self.now_ms(), addr, Refusal::MaxClients(max));
+            self.refused
+                .refuse(self.now_ms(), addr, Refusal::MaxClients(max));
             return None;
         }
         // IPv4-mapped IPv6 addresses count as their IPv4 address.

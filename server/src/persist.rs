@@ -189,8 +189,13 @@ mod tests {
         let dir = scratch("reload");
         let (m, path) = open(Some(&dir), Duration::from_secs(3600), 7000);
         let a = arbiter(m);
-        a.memory()
-            .record(b"c", AlgorithmKind::Ffsplit, RingId::new(3, 8), &[3, 4], unix_ms());
+        a.memory().record(
+            b"c",
+            AlgorithmKind::Ffsplit,
+            RingId::new(3, 8),
+            &[3, 4],
+            unix_ms(),
+        );
         let path = path.unwrap();
         assert!(save(&a, &path, false));
         assert!(!save(&a, &path, false), "nothing changed: nothing written");
@@ -215,8 +220,13 @@ mod tests {
         assert!(m.is_empty());
         let path = path.expect("a new snapshot replaces the corrupt one");
         let a = arbiter(m);
-        a.memory()
-            .record(b"c", AlgorithmKind::Ffsplit, RingId::new(1, 2), &[1], unix_ms());
+        a.memory().record(
+            b"c",
+            AlgorithmKind::Ffsplit,
+            RingId::new(1, 2),
+            &[1],
+            unix_ms(),
+        );
         assert!(save(&a, &path, false));
         let (again, _) = open(Some(&dir), Duration::from_secs(3600), 1000);
         assert_eq!(again.len(), 1);

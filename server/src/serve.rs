@@ -131,7 +131,10 @@ impl Server {
         // The client listener only returns once the token fired; the other
         // tasks finish their last step (the state file's final save).
         for t in tasks {
-            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
                 warn!("a server task did not stop within 5 s");
             }
         }

@@ -101,11 +101,10 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
 }
 
 fn certs_from(path: &Path) -> Result<Vec<X509>, TlsSetupError> {
-    let certs =
-        X509::stack_from_pem(&read(path)?).map_err(|e| TlsSetupError::NotCertificate {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+    let certs = X509::stack_from_pem(&read(path)?).map_err(|e| TlsSetupError::NotCertificate {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
     if certs.is_empty() {
         return Err(TlsSetupError::NotCertificate {
             path: path.to_path_buf(),
@@ -121,11 +120,10 @@ fn build_acceptor(dir: &Path, client_cert_required: bool) -> Result<SslAcceptor,
     let cert_path = dir.join(Pki::SERVER_CERT);
     let key_path = dir.join(Pki::SERVER_KEY);
     let chain = certs_from(&cert_path)?;
-    let key =
-        PKey::private_key_from_pem(&read(&key_path)?).map_err(|e| TlsSetupError::NotKey {
-            path: key_path.clone(),
-            detail: e.to_string(),
-        })?;
+    let key = PKey::private_key_from_pem(&read(&key_path)?).map_err(|e| TlsSetupError::NotKey {
+        path: key_path.clone(),
+        detail: e.to_string(),
+    })?;
     // TLS 1.2 and 1.3 with forward-secret AEAD suites only.
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(setup)?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))

@@ -547,7 +547,10 @@ async fn no_read_pair(
                 seq: Some(seq),
                 list_type: Some(qnetd_core::wire::NodeListType::Membership),
                 ring_id: Some(RingId::new(1, ring_seq)),
-                nodes: vec![qnetd_core::wire::NodeInfo::new(1), qnetd_core::wire::NodeInfo::new(2)],
+                nodes: vec![
+                    qnetd_core::wire::NodeInfo::new(1),
+                    qnetd_core::wire::NodeInfo::new(2),
+                ],
                 ..Default::default()
             }),
             Message::EchoRequest(Echo { seq: Some(seq) }),

@@ -161,4 +161,3 @@ pub fn snapshot(arbiter: &Arbiter, facts: &ServerFacts, now: Instant) -> ServerS
         certificates: facts.certificates.clone(),
     }
 }
-
