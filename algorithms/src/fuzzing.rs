@@ -1,15 +1,16 @@
 //! Entry points for the cargo-fuzz targets in `fuzz/` (feature `fuzzing`,
-//! off by default): the randomized safety simulators of the tests, with
-//! every random choice taken from the fuzz input instead of a seeded PRNG.
-//! A violation of the safety invariant ("never two partitions with ACK"),
-//! of the liveness checks or of the simulators' assertions (no VOTE_INFO
-//! before a client's lists, no error for a well-formed event) panics, which
-//! is what the fuzzer reports. Nothing here changes the algorithms.
+//! off by default): the randomized safety schedules of the tests, with
+//! every random choice taken from the fuzz input instead of a seeded PRNG,
+//! and the server model ([`Server`]) for raw event sequences. A violation
+//! of the safety invariant ("never two partitions with ACK"), of the
+//! liveness checks or of the server model's rules (no VOTE_INFO before a
+//! client's lists, no error for a well-formed event, ...) panics, which is
+//! what the fuzzer reports. Nothing here changes the algorithms.
 //!
 //! `tracing` records the full message trace into the panic message (slower;
 //! use it to replay a finding).
 
-use crate::lms::sim::Sim;
+pub use crate::sim::server::Server;
 use crate::sim::Rng;
 use crate::AlgorithmKind;
 
@@ -21,12 +22,12 @@ fn steps(len: usize) -> usize {
 
 /// One ffsplit schedule (2-8 nodes) whose choices are the bytes of `script`.
 pub fn ffsplit_schedule(script: &[u8], tracing: bool) {
-    crate::ffsplit::sim::run_schedule(Rng::scripted(script), "fuzz input", tracing);
+    crate::sim::ffsplit::run_schedule(Rng::scripted(script), "fuzz input", tracing);
 }
 
 /// One lms schedule (2-8 nodes; a disconnected client drops its vote).
 pub fn lms_schedule(script: &[u8], tracing: bool) {
-    Sim::run_with(
+    crate::sim::lms::run_with(
         AlgorithmKind::Lms,
         Rng::scripted(script),
         "fuzz input",
@@ -39,7 +40,7 @@ pub fn lms_schedule(script: &[u8], tracing: bool) {
 
 /// One 2nodelms schedule (2 nodes; a disconnected client keeps its vote).
 pub fn two_node_lms_schedule(script: &[u8], tracing: bool) {
-    Sim::run_with(
+    crate::sim::lms::run_with(
         AlgorithmKind::TwoNodeLms,
         Rng::scripted(script),
         "fuzz input",

@@ -12,8 +12,7 @@
 //! cluster's nodes behind the [`Algorithm`] trait.
 
 mod cluster;
-#[cfg(test)]
-mod decision_tests;
+mod engine;
 pub mod ffsplit;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -22,7 +21,7 @@ pub mod lms;
 mod sim;
 pub mod test_algo;
 #[cfg(test)]
-mod testutil;
+mod tests;
 pub mod two_node_lms;
 mod types;
 
