@@ -4,12 +4,15 @@
 //! departed ACK holders as *ghosts*). It decides after every event, answers
 //! the triggering client and pushes changed votes with `VOTE_INFO`.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod decision;
 
-use crate::{
-    contains_node, heuristics_score, Action, Ctx, DecisionRecord, Event, Heuristics, NodeId,
-    NodeInfo, PartitionScore, RingId, TieBreaker, Vote,
-};
+use std::collections::BTreeMap;
+
+use decision::{collect_views, decide, prune_ghosts};
+pub(crate) use decision::{Decision, View};
+
+use crate::nodeset::{NodeSets, SetId};
+use crate::{Action, Ctx, DecisionRecord, Event, NodeId, RingId, Vote};
 
 /// What the reply to the triggering message carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,37 +42,32 @@ pub(crate) enum Held {
 
 /// Per-client engine state.
 #[derive(Clone, Debug, Default)]
-struct Tracked {
+pub(crate) struct Tracked {
     /// Seq of the last VOTE_INFO sent to this client.
     seq: u32,
     held: Held,
     /// An ACK was sent and has not been provably withdrawn.
-    may_ack: bool,
+    pub(crate) may_ack: bool,
     /// Seq of the VOTE_INFO(NACK) whose acknowledgement clears `may_ack`.
     revoke_seq: Option<u32>,
     /// The client has been given a real ACK/NACK decision (not a newcomer).
-    decided: bool,
+    pub(crate) decided: bool,
     /// The algorithm timer is armed.
     timer: bool,
+    /// The client's membership list as the cluster stores it, interned in
+    /// [`Engine::sets`] (`None` until received).
+    pub(crate) membership: Option<SetId>,
 }
 
 /// A departed client that may still act on an ACK (2nodelms clients keep
 /// their vote when they lose the server). It blocks ACK for other rings until
 /// its ring is known to be over.
-#[derive(Clone, Debug)]
-struct Ghost {
-    node: NodeId,
-    ring: RingId,
-    members: Vec<NodeId>,
-}
-
-/// A ready client as the decision sees it, with the triggering event's data.
-#[derive(Clone, Copy, Debug)]
-struct View<'a> {
-    node: NodeId,
-    ring: RingId,
-    members: &'a [NodeInfo],
-    heuristics: Heuristics,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Ghost {
+    pub(crate) node: NodeId,
+    pub(crate) ring: RingId,
+    /// The nodes of its ring (its membership list).
+    pub(crate) members: Vec<NodeId>,
 }
 
 /// What the decision wants for one client.
@@ -87,35 +85,13 @@ enum Want {
     Keep,
 }
 
-#[derive(Debug)]
-enum Decision {
-    /// Some clients are unsettled; nothing new is decided.
-    Frozen(BTreeSet<NodeId>),
-    /// The winning ring (or none), the newcomer-only rings left out, and
-    /// whether ACK may be granted to the winner now.
-    Winner {
-        ring: Option<RingId>,
-        excluded: BTreeSet<RingId>,
-        granted: bool,
-        /// The same, for the decision log.
-        record: DecisionRecord,
-    },
-}
-
-#[derive(Debug)]
-struct Partition {
-    ring: RingId,
-    clients: Vec<NodeId>,
-    members: Vec<NodeId>,
-    score: i64,
-    all_newcomers: bool,
-}
-
 /// Cluster-wide vote engine: decides, gates ACKs, and pushes VOTE_INFOs.
 #[derive(Debug, Default)]
 pub(crate) struct Engine {
     clients: BTreeMap<NodeId, Tracked>,
     ghosts: Vec<Ghost>,
+    /// The clients' membership lists, interned.
+    sets: NodeSets,
     /// Departed clients that may hold ACK become ghosts (2nodelms).
     keep_departed_ack: bool,
     /// The decision of the last evaluation, for the decision log.
@@ -136,7 +112,17 @@ impl Engine {
     }
 
     pub(crate) fn join(&mut self, node: NodeId) {
+        self.forget(node);
         self.clients.insert(node, Tracked::default());
+    }
+
+    /// Drops a client's state and its list; returns the state.
+    fn forget(&mut self, node: NodeId) -> Option<Tracked> {
+        let t = self.clients.remove(&node)?;
+        if let Some(id) = t.membership {
+            self.sets.release(id);
+        }
+        Some(t)
     }
 
     /// Runs one event from (or, for a timer, about) `node`.
@@ -148,6 +134,10 @@ impl Engine {
         policy: Reply,
         actions: &mut Vec<Action>,
     ) -> Vote {
+        let list = match event {
+            Event::Membership { nodes, .. } => Some(self.sets.intern(nodes)),
+            _ => None,
+        };
         let t = self.clients.entry(node).or_default();
         match event {
             Event::Membership { .. } => {
@@ -156,6 +146,11 @@ impl Engine {
                 t.held = Held::Nothing;
                 t.may_ack = false;
                 t.revoke_seq = None;
+                // The cluster stores the list after this call (the engine
+                // never refuses one).
+                if let Some(old) = std::mem::replace(&mut t.membership, list) {
+                    self.sets.release(old);
+                }
             }
             Event::VoteInfoReply { seq } if t.revoke_seq == Some(*seq) => {
                 // The client processed the NACK, and no ACK was sent after it.
@@ -165,7 +160,7 @@ impl Engine {
             Event::Timer => t.timer = false,
             _ => {}
         }
-        let views = collect_views(ctx, Some((node, event)), None);
+        let views = collect_views(ctx, &self.clients, Some((node, event)), None);
         let reply = self.run(ctx, &views, Some((node, policy)), actions);
         if *event == Event::Timer && views.iter().any(|v| v.node == node) {
             // Keep polling while the client still waits for its vote.
@@ -191,7 +186,7 @@ impl Engine {
         server_going_down: bool,
         actions: &mut Vec<Action>,
     ) {
-        let Some(t) = self.clients.remove(&node) else {
+        let Some(t) = self.forget(node) else {
             return;
         };
         if server_going_down {
@@ -206,7 +201,7 @@ impl Engine {
                 });
             }
         }
-        let views = collect_views(ctx, None, Some(node));
+        let views = collect_views(ctx, &self.clients, None, Some(node));
         self.run(ctx, &views, None, actions);
     }
 
@@ -217,8 +212,26 @@ impl Engine {
         trigger: Option<(NodeId, Reply)>,
         actions: &mut Vec<Action>,
     ) -> Vote {
-        self.prune_ghosts(views);
-        let decision = self.decide(views, ctx.tie_breaker);
+        #[cfg(any(test, feature = "fuzzing"))]
+        let before = self.ghosts.clone();
+        prune_ghosts(&mut self.ghosts, views, &self.sets);
+        let decision = decide(
+            views,
+            &self.sets,
+            &self.clients,
+            &self.ghosts,
+            ctx.tie_breaker,
+        );
+        #[cfg(any(test, feature = "fuzzing"))]
+        crate::sim::oracle::check_engine(
+            views,
+            &self.sets,
+            &self.clients,
+            &before,
+            &self.ghosts,
+            ctx.tie_breaker,
+            &decision,
+        );
         if let Decision::Winner { record, .. } = &decision {
             self.last_decision = Some(record.clone());
         }
@@ -284,102 +297,6 @@ impl Engine {
             Some((_, Reply::Held)) if !trigger_ready => Vote::AskLater,
             _ => reply,
         }
-    }
-
-    /// Drops ghosts whose ring is known to be over, or whose node is back
-    /// with a new membership list (it stopped voting before sending it).
-    /// Forgets departed ACK holders whose ring is provably over: their node
-    /// is back, or a node that was in their ring (or that lists them) now
-    /// reports a *newer* ring. corosync ring sequence numbers only grow, so
-    /// a ring with a lower or equal seq is stale evidence (a membership list
-    /// delayed from before the split) and proves nothing.
-    fn prune_ghosts(&mut self, views: &[View<'_>]) {
-        self.ghosts.retain(|g| {
-            !views.iter().any(|v| {
-                v.node == g.node
-                    || (v.ring != g.ring
-                        && v.ring.seq > g.ring.seq
-                        && (g.members.contains(&v.node) || contains_node(v.members, g.node)))
-            })
-        });
-    }
-
-    fn decide(&self, views: &[View<'_>], tie_breaker: TieBreaker) -> Decision {
-        let mut unsettled = BTreeSet::new();
-        for a in views {
-            for b in views {
-                let related = contains_node(a.members, b.node) || contains_node(b.members, a.node);
-                if a.node != b.node && related && a.ring != b.ring {
-                    unsettled.insert(a.node);
-                }
-            }
-        }
-        if !unsettled.is_empty() {
-            return Decision::Frozen(unsettled);
-        }
-
-        let mut parts: BTreeMap<RingId, Partition> = BTreeMap::new();
-        for v in views {
-            let decided = self.clients.get(&v.node).is_some_and(|t| t.decided);
-            let p = parts.entry(v.ring).or_insert_with(|| Partition {
-                ring: v.ring,
-                clients: Vec::new(),
-                members: Vec::new(),
-                score: 0,
-                all_newcomers: true,
-            });
-            p.clients.push(v.node);
-            p.members.extend(v.members.iter().map(|n| n.node_id));
-            p.score += heuristics_score(v.heuristics);
-            p.all_newcomers &= !decided;
-        }
-        let incumbent = views
-            .iter()
-            .find(|v| self.clients.get(&v.node).is_some_and(|t| t.may_ack))
-            .map(|v| v.ring);
-        let mut excluded = BTreeSet::new();
-        if let Some(inc) = incumbent {
-            for p in parts.values() {
-                if p.all_newcomers && p.ring != inc {
-                    excluded.insert(p.ring);
-                }
-            }
-        }
-        let candidates: Vec<&Partition> = parts
-            .values()
-            .filter(|p| !excluded.contains(&p.ring))
-            .collect();
-        let ranked = rank(&candidates, tie_breaker);
-        let ring = ranked.map(|(r, _)| r);
-        let granted = ring.is_some_and(|w| self.may_grant(views, w));
-        Decision::Winner {
-            ring,
-            excluded,
-            granted,
-            record: DecisionRecord {
-                partitions: parts
-                    .values()
-                    .map(|p| PartitionScore {
-                        ring: p.ring,
-                        nodes: p.clients.clone(),
-                        score: p.score,
-                    })
-                    .collect(),
-                winner: ring,
-                reason: ranked.map_or("no_partition_eligible", |(_, why)| why),
-                pending: ring.is_some() && !granted,
-            },
-        }
-    }
-
-    /// ACK may go to ring `w` only if no client of another ring, connected
-    /// or departed, may hold ACK.
-    fn may_grant(&self, views: &[View<'_>], w: RingId) -> bool {
-        let blocked_by_client = self.clients.iter().any(|(node, t)| {
-            t.may_ack && views.iter().find(|v| v.node == *node).map(|v| v.ring) != Some(w)
-        });
-        let blocked_by_ghost = self.ghosts.iter().any(|g| g.ring != w);
-        !blocked_by_client && !blocked_by_ghost
     }
 
     /// The reply for a triggering client whose reply carries the decision.
@@ -472,95 +389,4 @@ fn send_vote_info(t: &mut Tracked, v: &View<'_>, vote: Vote, actions: &mut Vec<A
         vote,
         ring: v.ring,
     });
-}
-
-/// The ready clients (both lists received), with the triggering event's new
-/// data applied and the leaving client left out.
-fn collect_views<'a>(
-    ctx: &Ctx<'a>,
-    trigger: Option<(NodeId, &'a Event)>,
-    leaving: Option<NodeId>,
-) -> Vec<View<'a>> {
-    let mut out = Vec::new();
-    for (&id, info) in ctx.clients.iter() {
-        if Some(id) == leaving {
-            continue;
-        }
-        let mut has_config = info.config.is_some();
-        let mut ring = info.ring;
-        let mut members = info.membership.as_deref();
-        let mut heuristics = info.heuristics;
-        if let Some((node, event)) = trigger {
-            if node == id {
-                match event {
-                    Event::ConfigList { .. } => has_config = true,
-                    Event::Membership {
-                        ring: r,
-                        nodes,
-                        heuristics: h,
-                    } => {
-                        ring = *r;
-                        members = Some(nodes.as_slice());
-                        heuristics = *h;
-                    }
-                    Event::HeuristicsChange { heuristics: h } => heuristics = *h,
-                    _ => {}
-                }
-            }
-        }
-        if let (true, Some(members)) = (has_config, members) {
-            out.push(View {
-                node: id,
-                ring,
-                members,
-                heuristics,
-            });
-        }
-    }
-    out
-}
-
-/// Picks the winning partition: only one, else best score, else largest
-/// among the best-scored, else the tie-breaker among those still tied.
-fn rank(parts: &[&Partition], tie_breaker: TieBreaker) -> Option<(RingId, &'static str)> {
-    if let [only] = parts {
-        return Some((only.ring, "single_partition"));
-    }
-    let best_score = parts.iter().map(|p| p.score).max()?;
-    let tied: Vec<&Partition> = parts
-        .iter()
-        .copied()
-        .filter(|p| p.score == best_score)
-        .collect();
-    if let [only] = tied.as_slice() {
-        return Some((only.ring, "score"));
-    }
-    let best_size = tied.iter().map(|p| p.clients.len()).max()?;
-    let tied: Vec<&Partition> = tied
-        .into_iter()
-        .filter(|p| p.clients.len() == best_size)
-        .collect();
-    if let [only] = tied.as_slice() {
-        return Some((only.ring, "size"));
-    }
-    let lowest = || {
-        tied.iter()
-            .filter_map(|p| p.clients.iter().min().map(|n| (*n, p.ring)))
-            .min()
-            .map(|(_, r)| r)
-    };
-    let ring = match tie_breaker {
-        TieBreaker::Lowest => lowest(),
-        TieBreaker::Highest => tied
-            .iter()
-            .filter_map(|p| p.clients.iter().max().map(|n| (*n, p.ring)))
-            .max()
-            .map(|(_, r)| r),
-        TieBreaker::NodeId(n) => tied
-            .iter()
-            .find(|p| p.clients.contains(&n) || p.members.contains(&n))
-            .map(|p| p.ring)
-            .or_else(lowest),
-    };
-    ring.map(|r| (r, "tie_breaker"))
 }

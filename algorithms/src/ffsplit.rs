@@ -61,21 +61,25 @@
 //! within its dead-peer interval is disconnected (the 3.0.x client falls
 //! back to NACK when it loses the server), and its departure lets the
 //! winners get their ACK (docs/differences.md).
+//!
+//! The decision itself (stability test, statistics, selection) is computed
+//! in `ffsplit/decision.rs`, in O(n log n) for n clients over lists interned
+//! when they arrive (`ffsplit/clients.rs`); the voting round is here.
 
 use std::collections::BTreeMap;
 
+mod clients;
 mod decision;
-
-use decision::{
-    is_membership_stable, participant_views, partition_stats, select_partition, Trigger, View,
-};
 
 #[cfg(test)]
 pub(crate) use decision::preferred_node;
+use decision::{evaluate, Scratch, Trigger};
+pub(crate) use decision::{Selection, View};
 
+use crate::nodeset::{NodeSets, SetId};
 use crate::{
     contains_node, Action, AlgoError, Algorithm, AlgorithmKind, Ctx, DecisionRecord, Event, NodeId,
-    NodeInfo, PartitionScore, RestoredVote, Vote,
+    NodeInfo, RestoredVote, Vote,
 };
 
 /// Where the cluster is in its current voting round.
@@ -114,21 +118,39 @@ struct ClientData {
     /// Seq of the last `VOTE_INFO` sent to this client; 0 before the first.
     /// Seqs are pre-incremented, so the first one sent is 1.
     last_seq: u32,
+    /// The client's config and membership lists as the cluster stores
+    /// them, interned in [`Ffsplit::sets`] (`None` until received).
+    config: Option<SetId>,
+    membership: Option<SetId>,
 }
 
 /// The ffsplit algorithm's state for one cluster.
 #[derive(Debug, Default)]
 pub struct Ffsplit {
     state: ClusterState,
-    /// Membership list of the partition chosen by the last stable decision
-    /// (empty if none was chosen); used by the KAP rule.
-    quorate_partition: Vec<NodeInfo>,
+    /// Node ids (sorted, distinct) of the membership list of the partition
+    /// chosen by the last stable decision (empty if none was chosen); used
+    /// by the KAP rule.
+    quorate_partition: Vec<NodeId>,
     /// Data of every client of the cluster, by node id.
     clients: BTreeMap<NodeId, ClientData>,
     /// The decision of the last call, for the decision log.
     last_decision: Option<DecisionRecord>,
-    /// The pre-restart holder while its hold is in force.
+    /// The pre-restart holder while its hold is in force (its members
+    /// sorted).
     hold: Option<RestoredVote>,
+    /// The clients' lists, interned.
+    sets: NodeSets,
+    /// Buffers of the decision.
+    scratch: Scratch,
+}
+
+/// Sorted, distinct node ids.
+fn sorted_ids(ids: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
+    let mut v: Vec<NodeId> = ids.collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// Queues `VOTE_INFO(vote)` for `view`'s client with its next seq and
@@ -155,46 +177,50 @@ fn send_vote_info(
 }
 
 impl Ffsplit {
-    /// Makes the per-client table match the cluster's clients.
-    fn sync_clients(&mut self, ctx: &Ctx<'_>) {
-        self.clients.retain(|id, _| ctx.clients.contains_key(id));
-        for id in ctx.clients.keys() {
-            self.clients.entry(*id).or_default();
-        }
-    }
-
     /// The decision ("DO", §5.1). Returns the vote for the triggering
     /// request's reply.
     fn decide(&mut self, ctx: &Ctx<'_>, trigger: &Trigger<'_>, actions: &mut Vec<Action>) -> Vote {
         self.sync_clients(ctx);
         self.state = ClusterState::WaitingForStableMembership;
 
-        let views = participant_views(ctx, Some(trigger));
-        if !is_membership_stable(&views) {
-            // Client states are left as they are; with the cluster in this
-            // state, late acknowledgements only clear them and no held-back
-            // ACK is ever sent.
+        let views = self.participant_views(ctx, Some(trigger));
+        let selection = evaluate(
+            ctx,
+            &views,
+            &self.sets,
+            &self.quorate_partition,
+            &mut self.scratch,
+        );
+        #[cfg(any(test, feature = "fuzzing"))]
+        crate::sim::oracle::check_ffsplit(
+            ctx,
+            &views,
+            &self.sets,
+            &self.quorate_partition,
+            selection.as_ref(),
+        );
+        let Some(Selection {
+            mut best,
+            mut reason,
+            partitions,
+        }) = selection
+        else {
+            // Membership is not stable. Client states are left as they
+            // are; with the cluster in this state, late acknowledgements
+            // only clear them and no held-back ACK is ever sent.
             return Vote::WaitForReply;
-        }
+        };
 
-        let (mut best, mut reason) = select_partition(ctx, &views, &self.quorate_partition);
         let held_back = self.restart_hold_blocks(ctx, trigger, best, actions);
         if held_back {
             best = None;
             reason = "restart_hold";
         }
         let winner = best.map(|b| b.ring);
-        let selected: Vec<NodeInfo> = best.map(|b| b.membership.to_vec()).unwrap_or_default();
-        let mut partitions: Vec<PartitionScore> = Vec::new();
-        for v in &views {
-            if !partitions.iter().any(|p| p.ring == v.ring) {
-                partitions.push(PartitionScore {
-                    ring: v.ring,
-                    nodes: v.membership.iter().map(|n| n.node_id).collect(),
-                    score: partition_stats(ctx, v).1,
-                });
-            }
-        }
+        let selected = sorted_ids(
+            best.iter()
+                .flat_map(|b| b.membership.iter().map(|n| n.node_id)),
+        );
         // While held back, everybody connected gets NACK, and the
         // remembered holder stays KAP's active partition afterwards.
         let kept_for_kap = held_back.then(|| std::mem::take(&mut self.quorate_partition));
@@ -208,8 +234,9 @@ impl Ffsplit {
             }
         }
         for view in &views {
+            let in_partition = self.quorate_partition.binary_search(&view.node).is_ok();
             let data = self.clients.entry(view.node).or_default();
-            data.state = if contains_node(&self.quorate_partition, view.node) {
+            data.state = if in_partition {
                 ClientState::AckPending
             } else {
                 ClientState::Idle
@@ -259,9 +286,8 @@ impl Ffsplit {
         let Some(b) = best else {
             return false;
         };
-        if b.membership
-            .iter()
-            .any(|n| hold.members.contains(&n.node_id))
+        if b.membership_set
+            .is_some_and(|list| hold.members.iter().any(|&m| self.sets.contains(list, m)))
         {
             return false;
         }
@@ -288,7 +314,7 @@ impl Ffsplit {
     fn send_nacks(&mut self, views: &[View<'_>], actions: &mut Vec<Action>) -> usize {
         let mut sent = 0;
         for view in views {
-            if contains_node(&self.quorate_partition, view.node) {
+            if self.quorate_partition.binary_search(&view.node).is_ok() {
                 continue;
             }
             let data = self.clients.entry(view.node).or_default();
@@ -359,7 +385,7 @@ impl Ffsplit {
                 if !self.any_client(|s| matches!(s, ClientState::NackSent { .. })) {
                     // Every NACK recipient confirmed: now the winners get ACK,
                     // with their stored ring ids.
-                    let views = participant_views(ctx, None);
+                    let views = self.participant_views(ctx, None);
                     self.start_sending_acks(&views, actions);
                 }
             }
@@ -391,11 +417,15 @@ impl Algorithm for Ffsplit {
     }
 
     fn restore(&mut self, restored: &RestoredVote) {
+        let members = sorted_ids(restored.members.iter().copied());
         // The remembered holder is the active partition of the KAP rule.
         if self.quorate_partition.is_empty() {
-            self.quorate_partition = restored.members.iter().map(|n| NodeInfo::new(*n)).collect();
+            self.quorate_partition = members.clone();
         }
-        self.hold = Some(restored.clone());
+        self.hold = Some(RestoredVote {
+            members,
+            hold_until_ms: restored.hold_until_ms,
+        });
     }
 
     fn on_join(&mut self, ctx: &Ctx<'_>, node: NodeId) {
@@ -404,6 +434,7 @@ impl Algorithm for Ffsplit {
         if ctx.clients.len() <= 1 {
             *self = Ffsplit::default();
         }
+        self.forget(node);
         self.clients.insert(node, ClientData::default());
     }
 
@@ -417,19 +448,22 @@ impl Algorithm for Ffsplit {
         let Some(info) = ctx.clients.get(&node) else {
             return Err(AlgoError::Internal);
         };
-        let stored = View::stored(info);
+        let stored = self.stored_view(info);
 
         match event {
             Event::ConfigList { nodes, initial, .. } => {
                 if !valid_list(nodes, node) {
                     return Err(AlgoError::InvalidConfigNodeList);
                 }
+                // Accepted: the cluster stores it after this call.
+                let list = self.store_list(node, false, nodes);
                 // The membership list follows the initial config list.
                 if *initial || stored.membership.is_empty() {
                     return Ok(Vote::AskLater);
                 }
                 let view = View {
                     config: nodes,
+                    config_set: Some(list),
                     ..stored
                 };
                 let trigger = Trigger {
@@ -446,12 +480,14 @@ impl Algorithm for Ffsplit {
                 if !valid_list(nodes, node) {
                     return Err(AlgoError::InvalidMembershipNodeList);
                 }
+                let list = self.store_list(node, true, nodes);
                 if stored.config.is_empty() {
                     return Ok(Vote::AskLater);
                 }
                 let view = View {
                     ring: *ring,
                     membership: nodes,
+                    membership_set: Some(list),
                     heuristics: *heuristics,
                     ..stored
                 };
@@ -508,14 +544,14 @@ impl Algorithm for Ffsplit {
         if !server_going_down {
             if let Some(info) = ctx.clients.get(&node) {
                 let trigger = Trigger {
-                    view: View::stored(info),
+                    view: self.stored_view(info),
                     leaving: true,
                 };
                 // The vote is discarded: the client is gone.
                 let _ = self.decide(ctx, &trigger, actions);
             }
         }
-        self.clients.remove(&node);
+        self.forget(node);
         if ctx.clients.len() <= 1 {
             // The last client left; the reference frees the cluster data.
             *self = Ffsplit::default();

@@ -17,6 +17,7 @@ pub mod ffsplit;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod lms;
+mod nodeset;
 #[cfg(any(test, feature = "fuzzing"))]
 mod sim;
 pub mod test_algo;

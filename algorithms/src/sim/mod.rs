@@ -29,6 +29,7 @@
 
 pub(crate) mod ffsplit;
 pub(crate) mod lms;
+pub(crate) mod oracle;
 pub(crate) mod rng;
 #[cfg(test)]
 pub(crate) mod schedules;
