@@ -12,7 +12,7 @@ use decision::{collect_views, decide, prune_ghosts};
 pub(crate) use decision::{Decision, View};
 
 use crate::nodeset::{NodeSets, SetId};
-use crate::{Action, Ctx, DecisionRecord, Event, NodeId, RingId, Vote};
+use crate::{Action, Ctx, DecisionRecord, Event, NodeId, RestoredVote, RingId, Vote};
 
 /// What the reply to the triggering message carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,14 +59,19 @@ pub(crate) struct Tracked {
     pub(crate) membership: Option<SetId>,
 }
 
-/// A departed client that may still act on an ACK (2nodelms clients keep
-/// their vote when they lose the server). It blocks ACK for other rings until
-/// its ring is known to be over.
+/// A node that may still act on an ACK while the server cannot see it: a
+/// departed 2nodelms client (2nodelms clients keep their vote when they
+/// lose the server), or a node of the vote holder remembered across a
+/// restart. It blocks ACK for other rings until its ring is known to be
+/// over (see `decision::prune_ghosts`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Ghost {
     pub(crate) node: NodeId,
-    pub(crate) ring: RingId,
-    /// The nodes of its ring (its membership list).
+    /// Its ring; `None` for a remembered holder whose current ring is not
+    /// known yet (it blocks ACK for every ring).
+    pub(crate) ring: Option<RingId>,
+    /// Sorted node ids: the nodes of its ring (a membership list), or for a
+    /// remembered holder not placed yet, the nodes of the holder partition.
     pub(crate) members: Vec<NodeId>,
 }
 
@@ -98,6 +103,14 @@ pub(crate) struct Engine {
     last_decision: Option<DecisionRecord>,
 }
 
+/// Sorted, distinct node ids.
+fn sorted_ids(ids: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
+    let mut v: Vec<NodeId> = ids.collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 impl Engine {
     /// The decision of the last evaluation, if one was taken.
     pub(crate) fn take_decision(&mut self) -> Option<DecisionRecord> {
@@ -114,6 +127,28 @@ impl Engine {
     pub(crate) fn join(&mut self, node: NodeId) {
         self.forget(node);
         self.clients.insert(node, Tracked::default());
+    }
+
+    /// Seeds the engine with the vote holder remembered across a restart
+    /// (or since the cluster's clients were last all gone): each of its
+    /// nodes may still be voting ACK. The clients of lms (with
+    /// `wait_for_all`, while quorate) and of 2nodelms keep their vote when
+    /// they lose the server, for as long as their membership does not
+    /// change and they have not reconnected: no time bounds it, so
+    /// `hold_until_ms` is not used. Each node becomes a ghost of an unknown
+    /// ring, which blocks ACK for every ring until it is placed or over
+    /// (`decision::prune_ghosts`), or its node is back (see `run`).
+    pub(crate) fn restore(&mut self, restored: &RestoredVote) {
+        let members = sorted_ids(restored.members.iter().copied());
+        for &m in &members {
+            if !self.ghosts.iter().any(|g| g.node == m) {
+                self.ghosts.push(Ghost {
+                    node: m,
+                    ring: None,
+                    members: members.clone(),
+                });
+            }
+        }
     }
 
     /// Drops a client's state and its list; returns the state.
@@ -196,8 +231,8 @@ impl Engine {
             if let Some(info) = ctx.clients.get(&node) {
                 self.ghosts.push(Ghost {
                     node,
-                    ring: info.ring,
-                    members: info.membership_nodes().iter().map(|n| n.node_id).collect(),
+                    ring: Some(info.ring),
+                    members: sorted_ids(info.membership_nodes().iter().map(|n| n.node_id)),
                 });
             }
         }
@@ -214,7 +249,20 @@ impl Engine {
     ) -> Vote {
         #[cfg(any(test, feature = "fuzzing"))]
         let before = self.ghosts.clone();
-        prune_ghosts(&mut self.ghosts, views, &self.sets);
+        let back = prune_ghosts(&mut self.ghosts, views, &self.sets);
+        // A ghost's node is back (ready): its client stopped voting when
+        // its connection was set up, before it sent its lists, but
+        // votequorum counts its last ACK until `quorum.device.timeout`
+        // (10 s by default) passes without a poll. It counts as holding
+        // ACK, and as decided, until it acknowledges a NACK or is given ACK:
+        // the safety gate takes the vote back explicitly (a NACK poll ends
+        // the count at once), and its partition is the incumbent.
+        for node in &back {
+            if let Some(t) = self.clients.get_mut(node) {
+                t.may_ack = true;
+                t.decided = true;
+            }
+        }
         let decision = decide(
             views,
             &self.sets,
@@ -227,8 +275,7 @@ impl Engine {
             views,
             &self.sets,
             &self.clients,
-            &before,
-            &self.ghosts,
+            (&before, &self.ghosts, &back),
             ctx.tie_breaker,
             &decision,
         );

@@ -27,26 +27,38 @@ pub fn ffsplit_schedule(script: &[u8], tracing: bool) {
 
 /// One lms schedule (2-8 nodes; a disconnected client drops its vote).
 pub fn lms_schedule(script: &[u8], tracing: bool) {
-    crate::sim::lms::run_with(
-        AlgorithmKind::Lms,
-        Rng::scripted(script),
-        "fuzz input",
-        tracing,
-        steps(script.len()),
-        &[2, 3, 4, 5, 6, 7, 8],
-        false,
-    );
+    lms_like(AlgorithmKind::Lms, script, tracing, false);
 }
 
 /// One 2nodelms schedule (2 nodes; a disconnected client keeps its vote).
 pub fn two_node_lms_schedule(script: &[u8], tracing: bool) {
-    crate::sim::lms::run_with(
-        AlgorithmKind::TwoNodeLms,
-        Rng::scripted(script),
-        "fuzz input",
-        tracing,
-        steps(script.len()),
-        &[2],
-        true,
-    );
+    lms_like(AlgorithmKind::TwoNodeLms, script, tracing, false);
+}
+
+/// One ffsplit schedule with server restarts (the server model's vote
+/// memory seeds the cluster with [`crate::Cluster::restore`]).
+pub fn ffsplit_schedule_with_restarts(script: &[u8], tracing: bool) {
+    crate::sim::ffsplit::run_schedule_with_restarts(Rng::scripted(script), "fuzz input", tracing);
+}
+
+/// One lms schedule with server restarts (clients keep their vote over a
+/// restart, as with `wait_for_all`).
+pub fn lms_schedule_with_restarts(script: &[u8], tracing: bool) {
+    lms_like(AlgorithmKind::Lms, script, tracing, true);
+}
+
+/// One 2nodelms schedule with server restarts.
+pub fn two_node_lms_schedule_with_restarts(script: &[u8], tracing: bool) {
+    lms_like(AlgorithmKind::TwoNodeLms, script, tracing, true);
+}
+
+fn lms_like(kind: AlgorithmKind, script: &[u8], tracing: bool, restarts: bool) {
+    let two = kind == AlgorithmKind::TwoNodeLms;
+    let plan = crate::sim::lms::Plan {
+        steps: steps(script.len()),
+        node_counts: if two { &[2] } else { &[2, 3, 4, 5, 6, 7, 8] },
+        keeps_vote: two,
+        restarts,
+    };
+    crate::sim::lms::run_with(kind, Rng::scripted(script), "fuzz input", tracing, &plan);
 }

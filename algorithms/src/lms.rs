@@ -7,7 +7,7 @@
 //! The connected clients that are *ready* (they sent both a config list and a
 //! membership list) are grouped into partitions by ring id. Each partition
 //! has a size (number of clients) and a heuristics score (the sum of
-//! [`heuristics_score`] over its clients). The winner is:
+//! [`heuristics_score`](crate::heuristics_score) over its clients). The winner is:
 //!
 //! 1. the only partition, if there is one ("votequorum's problem");
 //! 2. else the partition with the strictly highest score;
@@ -85,10 +85,45 @@
 //!   client gets its decision); the timer re-runs the decision but does not
 //!   re-send an unchanged vote.
 //!
-//! **Limit.** An lms client that was quorate with `quorum.wait_for_all` set
-//! keeps voting after losing the server (§4.10). The server cannot tell; it
-//! treats every departed lms client as holding NACK, so in that configuration
-//! a re-decision after such a departure can give a second partition ACK.
+//! # After a restart
+//!
+//! (qnetd's own; the reference forgets everything.) An lms client that was
+//! quorate with `quorum.wait_for_all` set keeps voting when it loses the
+//! server (`qdevice-net-algo-lms.c`: NACK only `if (!quorate ||
+//! !have_wfa)`), and goes on doing so for as long as its node's membership
+//! and quorum do not change (`qdevice-model-net.c` turns a kept ACK into
+//! NACK on any such notification while not connected) and it has not
+//! reconnected (a new connection stops the vote until the server answers).
+//! Nothing bounds that in time. When the server restarts, every client
+//! loses it at once, so the server seeds a new cluster with the partition
+//! that last held the vote ([`RestoredVote`](crate::RestoredVote); its
+//! `hold_until_ms` is not used here) and treats each of its nodes as
+//! possibly still voting: no ring gets ACK while one of them may be voting
+//! for another ring. Such a node stops counting when
+//!
+//! * it is back (connected, both lists received): then, because votequorum
+//!   counts its last ACK until `quorum.device.timeout` passes without a
+//!   poll, it is treated as holding ACK until it acknowledges a NACK or is
+//!   given ACK; its partition is thereby the incumbent of the newcomer
+//!   rule, so the holder keeps the vote when it comes back;
+//! * a ready client's list names it: it is in that client's ring (the
+//!   newest such), and is over with that ring (a newer ring that lists it,
+//!   or one a node of that ring moved to);
+//! * a node of the holder partition is back in a ring without it: the
+//!   holder's ring is over, and a disconnected client drops its ACK when its
+//!   membership changes.
+//!
+//! A partition without any node of the remembered holder therefore waits,
+//! for as long as it takes, until one of those happens. The same holds for
+//! the whole cluster after all its clients were gone (the server drops an
+//! empty cluster and seeds the next one the same way). The server remembers
+//! a decision's winner only once its ACK is granted
+//! ([`DecisionRecord::remembered_holder`](crate::DecisionRecord::remembered_holder)).
+//!
+//! **Limit.** An lms client that departs during normal operation is still
+//! treated as holding NACK (only 2nodelms keeps departed holders as ghosts):
+//! with `wait_for_all`, a re-decision after such a departure can give a
+//! second partition ACK (docs/safety-testing.md, finding 2).
 
 use crate::engine::{Engine, Reply};
 use crate::{Action, AlgoError, Algorithm, AlgorithmKind, Ctx, Event, NodeId, Vote};
@@ -107,6 +142,10 @@ impl Algorithm for Lms {
 
     fn take_decision(&mut self) -> Option<crate::DecisionRecord> {
         self.engine.take_decision()
+    }
+
+    fn restore(&mut self, restored: &crate::RestoredVote) {
+        self.engine.restore(restored);
     }
 
     fn on_join(&mut self, _ctx: &Ctx<'_>, node: NodeId) {

@@ -45,10 +45,16 @@
 //! So a node that leaves while it may hold ACK is remembered as a *ghost*
 //! holding ACK for its last ring, and no other ring gets ACK until that ring
 //! is provably over: a connected node that was in it, or that now lists the
-//! ghost node, reports another ring, or the ghost node reconnects and sends
-//! its membership list. With that, assuming (as votequorum does) that a ring
-//! ends for all its members at once, **no two nodes of different rings hold
-//! ACK at the same time, whether or not they are connected**.
+//! ghost node, reports a newer ring, or the ghost node reconnects and sends
+//! its membership list. A ghost's node that is back still counts as holding
+//! ACK until it acknowledges a NACK or is given ACK (votequorum counts its
+//! last ACK until `quorum.device.timeout` passes without a poll). After a
+//! restart, and when the cluster's clients were all gone, the nodes of the
+//! remembered holder are ghosts of a yet unknown ring, whatever the time
+//! (see the `lms` module, "After a restart"). With that, assuming (as
+//! votequorum does) that a ring ends for all its members at once, **no two
+//! nodes of different rings hold ACK at the same time, whether or not they
+//! are connected**.
 //!
 //! The price: if the winner of a split leaves the server and never comes
 //! back (and the partition never heals), the other node gets no vote — the
@@ -82,6 +88,10 @@ impl Algorithm for TwoNodeLms {
 
     fn take_decision(&mut self) -> Option<crate::DecisionRecord> {
         self.engine.take_decision()
+    }
+
+    fn restore(&mut self, restored: &crate::RestoredVote) {
+        self.engine.restore(restored);
     }
 
     fn on_join(&mut self, _ctx: &Ctx<'_>, node: NodeId) {

@@ -1,15 +1,21 @@
-//! Fuzz harness of the decision algorithms. The first byte picks a mode, the
-//! rest of the input drives it:
+//! Fuzz harness of the decision algorithms. The first byte picks a mode
+//! (modulo 7), the rest of the input drives it:
 //!
 //! - 0, 1, 2: one schedule of the randomized safety simulator of ffsplit,
 //!   lms or 2nodelms (`qnetd_algorithms::fuzzing`, the simulators of
 //!   `docs/safety-testing.md`) with every random choice taken from the input:
 //!   the invariant "no two partitions hold ACK at once" is checked after
 //!   every step and delivery, then liveness after settling;
+//! - 4, 5, 6: the same with server restarts (the server model remembers
+//!   each decision's holder and seeds the next cluster with
+//!   `Cluster::restore`; clients of lms and 2nodelms keep their vote over
+//!   a restart);
 //! - 3: raw event sequences on a [`Cluster`] of any algorithm (`test`
 //!   included) and tie-breaker: joins (also refused ones), every event type
 //!   with arbitrary node lists and ring ids, timers (only armed ones, as the
-//!   server fires them), leaves, option changes, driven through the server
+//!   server fires them), leaves, option changes, server restarts and
+//!   `restore` calls with arbitrary members and hold times, driven through
+//!   the server
 //!   model of the simulations (`qnetd_algorithms::fuzzing::Server`), which
 //!   checks every action: no panic; actions address current clients only; a
 //!   VOTE_INFO goes only to a client whose config and membership lists the
@@ -22,7 +28,8 @@ use std::collections::BTreeSet;
 
 use qnetd_algorithms::fuzzing::Server;
 use qnetd_algorithms::{
-    Action, AlgorithmKind, Event, Heuristics, NodeId, NodeInfo, NodeState, RingId, TieBreaker,
+    Action, AlgorithmKind, Event, Heuristics, NodeId, NodeInfo, NodeState, RestoredVote, RingId,
+    TieBreaker,
 };
 
 use crate::input::Input;
@@ -32,11 +39,14 @@ pub fn run(data: &[u8]) {
     let Some((&mode, script)) = data.split_first() else {
         return;
     };
-    match mode % 4 {
+    match mode % 7 {
         0 => qnetd_algorithms::fuzzing::ffsplit_schedule(script, false),
         1 => qnetd_algorithms::fuzzing::lms_schedule(script, false),
         2 => qnetd_algorithms::fuzzing::two_node_lms_schedule(script, false),
-        _ => raw_events(script),
+        3 => raw_events(script),
+        4 => qnetd_algorithms::fuzzing::ffsplit_schedule_with_restarts(script, false),
+        5 => qnetd_algorithms::fuzzing::lms_schedule_with_restarts(script, false),
+        _ => qnetd_algorithms::fuzzing::two_node_lms_schedule_with_restarts(script, false),
     }
 }
 
@@ -147,6 +157,20 @@ fn raw_events(script: &[u8]) {
                 record_seqs(&mut sent_seqs, &actions);
             }
             3 => server.set_kap(node, input.bool()),
+            4 if op & 0xc0 == 0x40 => {
+                // The server restarts: every client is gone, the vote
+                // memory stays (the next first client seeds the cluster).
+                server.restart();
+                members.clear();
+            }
+            4 if op & 0xc0 == 0x80 => {
+                // A remembered holder, as the server seeds it.
+                let restored = RestoredVote {
+                    members: nodes(&mut input).iter().map(|n| n.node_id).collect(),
+                    hold_until_ms: server.now_ms() + u64::from(input.u8()) * 100,
+                };
+                server.restore(&restored);
+            }
             4 => server.set_heartbeat(node, input.u32()),
             _ => {
                 let event = match op % 16 {

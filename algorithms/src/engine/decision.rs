@@ -114,34 +114,66 @@ fn view_of<'v, 'a>(views: &'v [View<'a>], node: NodeId) -> Option<&'v View<'a>> 
 
 /// Drops ghosts whose ring is known to be over, or whose node is back
 /// with a new membership list (it stopped voting before sending it).
-/// Forgets departed ACK holders whose ring is provably over: their node
-/// is back, or a node that was in their ring (or that lists them) now
-/// reports a *newer* ring. corosync ring sequence numbers only grow, so
-/// a ring with a lower or equal seq is stale evidence (a membership list
-/// delayed from before the split) and proves nothing.
-pub(crate) fn prune_ghosts(ghosts: &mut Vec<Ghost>, views: &[View<'_>], sets: &NodeSets) {
+///
+/// A ghost of a known ring is over when its node is back, or a node that
+/// was in its ring (or that lists it) now reports a *newer* ring. corosync
+/// ring sequence numbers only grow, so a ring with a lower or equal seq is
+/// stale evidence (a membership list delayed from before the split) and
+/// proves nothing.
+///
+/// A remembered holder's node of unknown ring (after a restart: every list
+/// is newer than the remembered decision) is placed by the clients' lists:
+/// if a ready client lists it, its ring is the newest such client's ring,
+/// with that client's list; otherwise, if a node of the holder partition is
+/// ready (in a ring without it), the holder's ring is over for it too, and
+/// a disconnected client drops its ACK when its membership changes.
+///
+/// Returns the nodes of the ghosts dropped because their node is back.
+pub(crate) fn prune_ghosts(
+    ghosts: &mut Vec<Ghost>,
+    views: &[View<'_>],
+    sets: &NodeSets,
+) -> Vec<NodeId> {
+    let mut back = Vec::new();
     if ghosts.is_empty() {
-        return;
+        return back;
     }
-    // Per distinct (ring, list): does some client of a newer ring than the
-    // ghost's list the ghost's node?
+    // Per distinct (ring seq, list): does some client of a newer ring than
+    // the ghost's list the ghost's node?
     let mut lists: Vec<(u64, SetId)> = views
         .iter()
         .map(|v| (v.ring.seq, sets.distinct(v.members_set)))
         .collect();
     lists.sort_unstable();
     lists.dedup();
-    ghosts.retain(|g| {
-        let back = view_of(views, g.node).is_some();
-        let member_moved = g.members.iter().any(|&m| {
-            view_of(views, m).is_some_and(|v| v.ring != g.ring && v.ring.seq > g.ring.seq)
-        });
-        let start = lists.partition_point(|&(seq, _)| seq <= g.ring.seq);
+    ghosts.retain_mut(|g| {
+        if view_of(views, g.node).is_some() {
+            back.push(g.node);
+            return false;
+        }
+        let Some(ring) = g.ring else {
+            let listing = views
+                .iter()
+                .filter(|v| sets.contains(v.members_set, g.node))
+                .max_by_key(|v| (v.ring.seq, v.ring.node_id, std::cmp::Reverse(v.node)));
+            if let Some(v) = listing {
+                g.ring = Some(v.ring);
+                g.members = sets.nodes(sets.distinct(v.members_set)).to_vec();
+                return true;
+            }
+            return !g.members.iter().any(|&m| view_of(views, m).is_some());
+        };
+        let member_moved = g
+            .members
+            .iter()
+            .any(|&m| view_of(views, m).is_some_and(|v| v.ring != ring && v.ring.seq > ring.seq));
+        let start = lists.partition_point(|&(seq, _)| seq <= ring.seq);
         let listed_newer = lists[start..]
             .iter()
             .any(|&(_, list)| sets.contains(list, g.node));
-        !(back || member_moved || listed_newer)
+        !(member_moved || listed_newer)
     });
+    back
 }
 
 /// A partition: the ready clients of one ring.
@@ -262,7 +294,7 @@ fn may_grant(
     let blocked_by_client = tracked
         .iter()
         .any(|(&node, t)| t.may_ack && view_of(views, node).map(|v| v.ring) != Some(w));
-    let blocked_by_ghost = ghosts.iter().any(|g| g.ring != w);
+    let blocked_by_ghost = ghosts.iter().any(|g| g.ring != Some(w));
     !blocked_by_client && !blocked_by_ghost
 }
 

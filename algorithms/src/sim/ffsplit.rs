@@ -11,9 +11,24 @@ use crate::{AlgorithmKind, Heuristics, NodeId, TieBreaker};
 /// then the liveness check; panics on the first violation. `label` names
 /// the schedule in failure messages (its seed).
 pub(crate) fn run_schedule(rng: Rng, label: &str, tracing: bool) {
+    run(rng, label, tracing, false);
+}
+
+/// [`run_schedule`] with server restarts: before each step, 0-3 s of
+/// virtual time pass, the server restarts with probability 3 % (clients
+/// drop to NACK) and, with probability 20 %, a random node's timer fires
+/// if it is due (the restart hold's end).
+pub(crate) fn run_schedule_with_restarts(rng: Rng, label: &str, tracing: bool) {
+    run(rng, label, tracing, true);
+}
+
+fn run(rng: Rng, label: &str, tracing: bool, restarts: bool) {
     let mut s = Schedule::new(rng, label, tracing);
     let steps = 60 + s.rng.below(100);
     for _ in 0..steps {
+        if restarts {
+            s.restart_step();
+        }
         s.random_step();
         s.check_safety();
     }
@@ -50,6 +65,22 @@ impl Schedule {
         let label = format!("{label} ids {ids:?} tie-breaker {tb:?}");
         let world = World::new(AlgorithmKind::Ffsplit, tb, &ids, false, 2, label, tracing);
         Schedule { rng, world }
+    }
+
+    /// Time passes, the server may restart, a due timer may fire.
+    fn restart_step(&mut self) {
+        let ms = self.rng.below(3000) as u64;
+        self.world.advance(ms);
+        if self.rng.chance(3) {
+            self.world.restart(false);
+        }
+        if self.rng.chance(20) {
+            let i = self.rng.below(self.world.nodes.len());
+            let due = self.world.server.timer(self.world.nodes[i].id);
+            if due.is_some_and(|t| t <= self.world.server.now_ms()) {
+                self.world.fire_timer(i);
+            }
+        }
     }
 
     fn check_safety(&self) {

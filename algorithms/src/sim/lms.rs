@@ -29,15 +29,51 @@ pub(crate) fn run_one(
     keeps_vote: bool,
 ) -> (usize, usize) {
     let rng = Rng::new(seed.wrapping_add((kind as u64) << 40));
-    run_with(
-        kind,
-        rng,
-        &format!("seed {seed}"),
-        tracing,
+    let label = format!("seed {seed}");
+    let plan = Plan {
         steps,
         node_counts,
         keeps_vote,
-    )
+        restarts: false,
+    };
+    run_with(kind, rng, &label, tracing, &plan)
+}
+
+/// [`run_one`] with server restarts: before each step, 0-3 s of virtual
+/// time pass and the server restarts with probability 3 %; every client
+/// keeps its vote over a restart (2nodelms; lms clients with
+/// `wait_for_all` while quorate), whatever `keeps_vote` says of ordinary
+/// disconnects.
+#[cfg(test)]
+pub(crate) fn run_one_with_restarts(
+    kind: AlgorithmKind,
+    seed: u64,
+    tracing: bool,
+    steps: usize,
+    node_counts: &[usize],
+    keeps_vote: bool,
+) -> (usize, usize) {
+    let rng = Rng::new(seed.wrapping_add((kind as u64) << 40));
+    let label = format!("seed {seed}");
+    let plan = Plan {
+        steps,
+        node_counts,
+        keeps_vote,
+        restarts: true,
+    };
+    run_with(kind, rng, &label, tracing, &plan)
+}
+
+/// The shape of a schedule.
+pub(crate) struct Plan<'a> {
+    /// Random steps before settling.
+    pub(crate) steps: usize,
+    /// Cluster sizes to pick from.
+    pub(crate) node_counts: &'a [usize],
+    /// A client keeps its vote when its connection drops (2nodelms).
+    pub(crate) keeps_vote: bool,
+    /// The server restarts now and then (every client keeps its vote).
+    pub(crate) restarts: bool,
 }
 
 /// [`run_one`] with the choices taken from `rng`; `label` names the
@@ -47,10 +83,14 @@ pub(crate) fn run_with(
     mut rng: Rng,
     label: &str,
     tracing: bool,
-    steps: usize,
-    node_counts: &[usize],
-    keeps_vote: bool,
+    plan: &Plan<'_>,
 ) -> (usize, usize) {
+    let Plan {
+        steps,
+        node_counts,
+        keeps_vote,
+        restarts,
+    } = *plan;
     let count = node_counts[rng.below(node_counts.len())];
     let mut ids: Vec<NodeId> = Vec::new();
     while ids.len() < count {
@@ -82,6 +122,13 @@ pub(crate) fn run_with(
         }
     }
     for _ in 0..steps {
+        if restarts {
+            let ms = s.rng.below(3000) as u64;
+            s.world.advance(ms);
+            if s.rng.chance(3) {
+                s.world.restart(true);
+            }
+        }
         s.step(defined);
         if let Err(e) = s.world.check_safety() {
             s.world.fail(e);

@@ -271,8 +271,7 @@ pub(crate) fn check_engine(
     views: &[engine::View<'_>],
     sets: &NodeSets,
     clients: &BTreeMap<NodeId, Tracked>,
-    before: &[Ghost],
-    after: &[Ghost],
+    (before, after, back): (&[Ghost], &[Ghost], &[NodeId]),
     tie_breaker: TieBreaker,
     new: &Decision,
 ) {
@@ -290,6 +289,12 @@ pub(crate) fn check_engine(
     let mut ghosts = before.to_vec();
     prune_ghosts(&mut ghosts, views);
     assert_eq!(after, &ghosts[..], "ghost pruning differs from the oracle");
+    let returned: Vec<NodeId> = before
+        .iter()
+        .filter(|g| views.iter().any(|v| v.node == g.node))
+        .map(|g| g.node)
+        .collect();
+    assert_eq!(back, &returned[..], "ghosts back differ from the oracle");
     let old = decide(views, clients, &ghosts, tie_breaker);
     assert_eq!(new, &old, "engine decision differs from the oracle");
 }
@@ -303,19 +308,38 @@ struct Partition {
     all_newcomers: bool,
 }
 
-/// Drops ghosts whose ring is known to be over, or whose node is back
-/// with a new membership list (it stopped voting before sending it).
-/// Forgets departed ACK holders whose ring is provably over: their node
-/// is back, or a node that was in their ring (or that lists them) now
-/// reports a *newer* ring. corosync ring sequence numbers only grow, so
-/// a ring with a lower or equal seq is stale evidence (a membership list
-/// delayed from before the split) and proves nothing.
+/// Drops ghosts whose ring is known to be over (the previous rule, for
+/// ghosts of a known ring), and places or drops remembered holders of
+/// unknown ring (the restart rule of `engine::decision::prune_ghosts`,
+/// written out naively over the raw lists).
 fn prune_ghosts(ghosts: &mut Vec<Ghost>, views: &[engine::View<'_>]) {
-    ghosts.retain(|g| {
+    ghosts.retain_mut(|g| {
+        let Some(ring) = g.ring else {
+            if views.iter().any(|v| v.node == g.node) {
+                return false;
+            }
+            let mut listing: Option<&engine::View<'_>> = None;
+            for v in views {
+                let newer = listing
+                    .is_none_or(|l| (v.ring.seq, v.ring.node_id) > (l.ring.seq, l.ring.node_id));
+                if newer && contains_node(v.members, g.node) {
+                    listing = Some(v);
+                }
+            }
+            if let Some(v) = listing {
+                let mut members: Vec<NodeId> = v.members.iter().map(|n| n.node_id).collect();
+                members.sort_unstable();
+                members.dedup();
+                g.ring = Some(v.ring);
+                g.members = members;
+                return true;
+            }
+            return !views.iter().any(|v| g.members.contains(&v.node));
+        };
         !views.iter().any(|v| {
             v.node == g.node
-                || (v.ring != g.ring
-                    && v.ring.seq > g.ring.seq
+                || (v.ring != ring
+                    && v.ring.seq > ring.seq
                     && (g.members.contains(&v.node) || contains_node(v.members, g.node)))
         })
     });
@@ -405,7 +429,7 @@ fn may_grant(
     let blocked_by_client = clients.iter().any(|(node, t)| {
         t.may_ack && views.iter().find(|v| v.node == *node).map(|v| v.ring) != Some(w)
     });
-    let blocked_by_ghost = ghosts.iter().any(|g| g.ring != w);
+    let blocked_by_ghost = ghosts.iter().any(|g| g.ring != Some(w));
     !blocked_by_client && !blocked_by_ghost
 }
 

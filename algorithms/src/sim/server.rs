@@ -1,8 +1,17 @@
 //! The server model of every simulation: one [`Cluster`] driven the way the
-//! server's cluster table drives it, with a virtual clock and the
-//! algorithm timers it arms. Each call returns what the algorithm did after
-//! checking it against the rules the server relies on (a violation is an
-//! `Err` with the reason):
+//! server's cluster table drives it, with a virtual clock, the algorithm
+//! timers it arms, and the vote memory of its state directory:
+//!
+//! * every decision's [`DecisionRecord::remembered_holder`] is remembered;
+//! * a cluster whose last client leaves is dropped, and the next first
+//!   client's cluster is seeded with the remembered holder
+//!   ([`Cluster::restore`]), as after a restart;
+//! * [`Server::restart`] drops every connection and the cluster (a new
+//!   process), keeps the memory and starts the restart hold
+//!   (`restart_vote_hold`, 30 s) at the current time.
+//!
+//! Each call returns what the algorithm did after checking it against the
+//! rules the server relies on (a violation is an `Err` with the reason):
 //!
 //! * every action is addressed to a current client;
 //! * a `VOTE_INFO` goes only to a client whose config and membership lists
@@ -17,9 +26,12 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    Action, AlgorithmKind, Cluster, Event, JoinError, NodeId, Outcome, RestoredVote, RingId,
-    TieBreaker,
+    Action, AlgorithmKind, Cluster, DecisionRecord, Event, JoinError, NodeId, Outcome,
+    RestoredVote, RingId, TieBreaker,
 };
+
+/// The server's `restart_vote_hold` (ms).
+pub const RESTART_VOTE_HOLD_MS: u64 = 30_000;
 
 /// One cluster as the server holds it.
 pub struct Server {
@@ -29,16 +41,44 @@ pub struct Server {
     timers: BTreeMap<NodeId, u64>,
     /// The algorithm was seeded with a remembered vote.
     restored: bool,
+    /// The remembered holder: the algorithm that decided and its members.
+    memory: Option<(AlgorithmKind, Vec<NodeId>)>,
+    /// When the restart hold of the last (re)start ends.
+    hold_until_ms: u64,
 }
 
 impl Server {
-    /// A server whose cluster is empty, at time 0.
+    /// A server whose cluster is empty, started at time 0.
     pub fn new(kind: AlgorithmKind, tie_breaker: TieBreaker) -> Server {
         Server {
             cluster: Cluster::new(kind, tie_breaker),
             now_ms: 0,
             timers: BTreeMap::new(),
             restored: false,
+            memory: None,
+            hold_until_ms: RESTART_VOTE_HOLD_MS,
+        }
+    }
+
+    /// The server restarts: every connection and the cluster are gone
+    /// (the caller drops its clients' connections); the vote memory stays.
+    pub fn restart(&mut self) {
+        self.cluster = Cluster::new(self.cluster.algorithm(), self.cluster.tie_breaker());
+        self.timers.clear();
+        self.restored = false;
+        self.hold_until_ms = self.now_ms.saturating_add(RESTART_VOTE_HOLD_MS);
+    }
+
+    /// The members of the remembered holder, if any.
+    pub fn remembered(&self) -> Option<&[NodeId]> {
+        self.memory.as_ref().map(|(_, m)| m.as_slice())
+    }
+
+    /// Remembers a decision's holder, as the server's vote memory does.
+    fn remember(&mut self, decision: Option<&DecisionRecord>) {
+        let kind = self.cluster.algorithm();
+        if let Some(p) = decision.and_then(|d| d.remembered_holder(kind)) {
+            self.memory = Some((kind, p.nodes.clone()));
         }
     }
 
@@ -79,6 +119,20 @@ impl Server {
             .cluster
             .join(node, kind, tie_breaker, ring, 8000, kap, self.now_ms);
         assert_eq!(joined, expected, "join disagrees with check_join");
+        if joined.is_ok() && self.cluster.len() == 1 {
+            // A cluster (re)created: seed it with its remembered holder.
+            self.restored = false;
+            let seed = match &self.memory {
+                Some((k, members)) if *k == kind => Some(RestoredVote {
+                    members: members.clone(),
+                    hold_until_ms: self.hold_until_ms,
+                }),
+                _ => None,
+            };
+            if let Some(seed) = seed {
+                self.restore(&seed);
+            }
+        }
         joined
     }
 
@@ -117,6 +171,7 @@ impl Server {
             _ => {}
         }
         self.check(&outcome.actions, false)?;
+        self.remember(outcome.decision.as_ref());
         Ok(outcome)
     }
 
@@ -131,13 +186,20 @@ impl Server {
     /// Client `node` disconnects (or the server stops: `going_down`).
     pub fn leave(&mut self, node: NodeId, going_down: bool) -> Result<Vec<Action>, String> {
         self.timers.remove(&node);
-        let (actions, _decision) = self
+        let (actions, decision) = self
             .cluster
             .leave_with_decision(node, going_down, self.now_ms);
         if self.cluster.client(node).is_some() {
             return Err(format!("node {node} is still a client after leaving"));
         }
         self.check(&actions, going_down)?;
+        self.remember(decision.as_ref());
+        if self.cluster.is_empty() {
+            // The server drops an empty cluster.
+            self.cluster = Cluster::new(self.cluster.algorithm(), self.cluster.tie_breaker());
+            self.timers.clear();
+            self.restored = false;
+        }
         Ok(actions)
     }
 

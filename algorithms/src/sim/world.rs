@@ -8,9 +8,16 @@
 //! only for its current ring (NO_CHANGE changes nothing; ASK_LATER and
 //! WAIT_FOR_REPLY mean "not voting"), answers every VOTE_INFO, stops voting
 //! when its membership changes and then reports the new membership, and
-//! starts a connection without a vote. When it loses the server it drops an
-//! ACK to NACK, unless the world's clients keep their vote (2nodelms); a
-//! disconnected client drops its ACK when its membership changes.
+//! stops voting when a connection is set up. When it loses the server it
+//! drops an ACK to NACK, unless the world's clients keep their vote
+//! (2nodelms); a disconnected client drops its ACK when its membership
+//! changes.
+//!
+//! A client that stops voting while it holds ACK (it reconnects) stops
+//! polling votequorum, which goes on counting its last ACK until
+//! `quorum.device.timeout` (10 s) passes without a poll: such a node still
+//! holds ACK for the invariant until it polls again (it applies ACK or
+//! NACK), its ring changes or the timeout passes on the virtual clock.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -34,6 +41,9 @@ pub(crate) enum Down {
     VoteInfo { seq: u32, vote: Vote, ring: RingId },
 }
 
+/// votequorum's default `quorum.device.timeout` (ms).
+pub(crate) const DEVICE_TIMEOUT_MS: u64 = 10_000;
+
 /// One simulated node: corosync, its qdevice client and its connection.
 pub(crate) struct Node {
     pub(crate) id: NodeId,
@@ -44,6 +54,9 @@ pub(crate) struct Node {
     pub(crate) connected: bool,
     pub(crate) heuristics: Heuristics,
     pub(crate) held: Held,
+    /// The client holds ACK without polling (it reconnected): votequorum
+    /// counts it until this time.
+    linger_until: Option<u64>,
     /// Client to server.
     pub(crate) up: VecDeque<Event>,
     /// Server to client.
@@ -92,6 +105,7 @@ impl World {
                 connected: false,
                 heuristics: Heuristics::Undefined,
                 held: Held::Nothing,
+                linger_until: None,
                 up: VecDeque::new(),
                 down: VecDeque::new(),
             })
@@ -182,9 +196,14 @@ impl World {
             self.fail(format!("join of node {id} refused: {e:?}"));
         }
         let config = self.config.clone();
+        let now = self.server.now_ms();
         let n = &mut self.nodes[i];
         n.connected = true;
-        n.held = Held::Nothing;
+        if n.held == Held::Ack && n.linger_until.is_none() {
+            n.linger_until = Some(now + DEVICE_TIMEOUT_MS);
+        } else if n.linger_until.is_none() {
+            n.held = Held::Nothing;
+        }
         n.heuristics = heuristics;
         n.up.push_back(Event::ConfigList {
             nodes: config,
@@ -213,6 +232,7 @@ impl World {
         n.down.clear();
         if !keeps && n.held == Held::Ack {
             n.held = Held::Nack;
+            n.linger_until = None;
         }
         let id = n.id;
         self.note(|| format!("disconnect {id}"));
@@ -254,6 +274,7 @@ impl World {
             let quorum = quorum_list();
             let n = &mut self.nodes[i];
             n.ring = ring;
+            n.linger_until = None;
             if n.connected {
                 n.held = Held::Nothing;
                 n.up.push_back(Event::Membership {
@@ -272,6 +293,35 @@ impl World {
             }
         }
         self.note(|| format!("partition {assignment:?}"));
+    }
+
+    /// Virtual time passes.
+    pub(crate) fn advance(&mut self, ms: u64) {
+        self.server.advance(ms);
+    }
+
+    /// The server restarts: every connection drops (both queues are lost),
+    /// each client keeps its vote if `keep_votes` (2nodelms, lms with
+    /// `wait_for_all` while quorate) or drops an ACK to NACK, and the server
+    /// comes back with its vote memory only.
+    pub(crate) fn restart(&mut self, keep_votes: bool) {
+        for n in &mut self.nodes {
+            if n.connected {
+                n.connected = false;
+                n.up.clear();
+                n.down.clear();
+                if !keep_votes && n.held == Held::Ack {
+                    n.held = Held::Nack;
+                    n.linger_until = None;
+                }
+            }
+        }
+        self.server.restart();
+        let (now, memory) = (
+            self.server.now_ms(),
+            self.server.remembered().map(<[_]>::to_vec),
+        );
+        self.note(|| format!("server restart at {now} ms, remembered holder {memory:?}"));
     }
 
     /// Node `i`'s heuristics change; its client reports it.
@@ -327,6 +377,7 @@ impl World {
 
     /// Node `i`'s client processes the next message from the server.
     pub(crate) fn deliver_down(&mut self, i: usize) {
+        let now = self.server.now_ms();
         let n = &mut self.nodes[i];
         let Some(msg) = n.down.pop_front() else {
             return;
@@ -339,11 +390,17 @@ impl World {
             }
         };
         if ring == n.ring {
+            let lingering = n.linger_until.is_some_and(|t| now < t);
             match vote {
                 Vote::Ack => n.held = Held::Ack,
                 Vote::Nack => n.held = Held::Nack,
+                // Still not polling: votequorum counts a lingering ACK.
+                Vote::AskLater | Vote::WaitForReply if lingering => {}
                 Vote::AskLater | Vote::WaitForReply => n.held = Held::Nothing,
                 Vote::NoChange => {}
+            }
+            if matches!(vote, Vote::Ack | Vote::Nack) || !lingering {
+                n.linger_until = None;
             }
         }
         let (id, held) = (n.id, n.held);
@@ -362,11 +419,16 @@ impl World {
         self.deliver_actions(Ok(outcome.actions));
     }
 
+    /// Whether votequorum counts node `n`'s ACK now.
+    fn holds_ack(&self, n: &Node) -> bool {
+        n.held == Held::Ack && n.linger_until.is_none_or(|t| self.server.now_ms() < t)
+    }
+
     /// The invariant: no two nodes of different current rings hold ACK,
     /// connected or not.
     pub(crate) fn check_safety(&self) -> Result<(), String> {
         let mut first: Option<(NodeId, RingId)> = None;
-        for n in self.nodes.iter().filter(|n| n.held == Held::Ack) {
+        for n in self.nodes.iter().filter(|n| self.holds_ack(n)) {
             match first {
                 None => first = Some((n.id, n.ring)),
                 Some((a, ring)) if ring != n.ring => {
@@ -392,7 +454,7 @@ impl World {
     pub(crate) fn holders(&self) -> Vec<NodeId> {
         self.nodes
             .iter()
-            .filter(|n| n.held == Held::Ack)
+            .filter(|n| self.holds_ack(n))
             .map(|n| n.id)
             .collect()
     }
@@ -402,14 +464,14 @@ impl World {
         let Some(ring) = self
             .nodes
             .iter()
-            .find(|n| n.held == Held::Ack)
+            .find(|n| self.holds_ack(n))
             .map(|n| n.ring)
         else {
             return Vec::new();
         };
         self.nodes
             .iter()
-            .filter(|n| n.ring == ring && n.held != Held::Ack)
+            .filter(|n| n.ring == ring && !self.holds_ack(n))
             .map(|n| n.id)
             .collect()
     }

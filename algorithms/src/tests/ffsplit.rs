@@ -1002,3 +1002,21 @@ fn safety_randomized_schedules() {
         },
     );
 }
+
+/// The same schedules with server restarts (the server model remembers
+/// each decision's holder and seeds the next cluster with it, with the
+/// 30 s restart hold on a virtual clock that advances 0-3 s per step).
+#[test]
+fn safety_randomized_schedules_with_restarts() {
+    run_schedules(
+        "tests::ffsplit::safety_randomized_schedules_with_restarts",
+        1000,
+        |seed, tracing| {
+            crate::sim::ffsplit::run_schedule_with_restarts(
+                Rng::new(seed),
+                &format!("seed {seed}"),
+                tracing,
+            )
+        },
+    );
+}

@@ -368,3 +368,31 @@ fn safety_randomized_schedules() {
         assert!(max_holders >= 2);
     }
 }
+
+/// The same schedules with server restarts, over which every client keeps
+/// its vote (an lms client does with `wait_for_all` while quorate): the
+/// remembered holder's nodes must keep any other partition from ACK until
+/// they are back or their ring is over.
+#[test]
+fn safety_randomized_schedules_with_restarts() {
+    let mut max_holders = 0;
+    let runs = run_schedules(
+        "tests::lms::safety_randomized_schedules_with_restarts",
+        1000,
+        |seed, tracing| {
+            let lms = [2, 3, 4, 5, 6, 7, 8];
+            let (_, holders) = crate::sim::lms::run_one_with_restarts(
+                AlgorithmKind::Lms,
+                seed,
+                tracing,
+                60,
+                &lms,
+                false,
+            );
+            max_holders = max_holders.max(holders);
+        },
+    );
+    if runs >= 100 {
+        assert!(max_holders >= 2);
+    }
+}

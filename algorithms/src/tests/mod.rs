@@ -8,6 +8,7 @@ mod differential;
 mod ffsplit;
 mod lms;
 mod nodeset;
+mod restore;
 mod sim;
 mod test_algo;
 mod two_node_lms;

@@ -295,3 +295,28 @@ fn safety_randomized_schedules() {
         assert!(max_holders >= 2);
     }
 }
+
+/// The same schedules with server restarts (2nodelms clients keep their
+/// vote over a restart).
+#[test]
+fn safety_randomized_schedules_with_restarts() {
+    let mut max_holders = 0;
+    let runs = run_schedules(
+        "tests::two_node_lms::safety_randomized_schedules_with_restarts",
+        1000,
+        |seed, tracing| {
+            let (_, holders) = crate::sim::lms::run_one_with_restarts(
+                AlgorithmKind::TwoNodeLms,
+                seed,
+                tracing,
+                60,
+                &[2],
+                true,
+            );
+            max_holders = max_holders.max(holders);
+        },
+    );
+    if runs >= 100 {
+        assert!(max_holders >= 2);
+    }
+}
