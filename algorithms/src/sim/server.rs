@@ -82,18 +82,15 @@ impl Server {
         }
     }
 
-    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
     }
 
-    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     /// The virtual clock (ms) given to every call.
     pub fn now_ms(&self) -> u64 {
         self.now_ms
     }
 
-    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     /// Moves the clock forward.
     pub fn advance(&mut self, ms: u64) {
         self.now_ms = self.now_ms.saturating_add(ms);
@@ -136,20 +133,17 @@ impl Server {
         joined
     }
 
-    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     /// Seeds the cluster's algorithm with a remembered vote holder.
     pub fn restore(&mut self, restored: &RestoredVote) {
         self.cluster.restore(restored);
         self.restored = true;
     }
 
-    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     /// SET_OPTION: keep-active-partition tie-breaker.
     pub fn set_kap(&mut self, node: NodeId, kap: bool) {
         self.cluster.set_kap(node, kap);
     }
 
-    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     /// SET_OPTION: heartbeat interval.
     pub fn set_heartbeat(&mut self, node: NodeId, heartbeat_ms: u32) {
         self.cluster.set_heartbeat(node, heartbeat_ms);

@@ -142,7 +142,11 @@ fn random_sequence(kind: AlgorithmKind, seed: u64, max_nodes: usize) {
                 None => continue,
             },
             18 => {
-                server.set_kap(node, rng.chance(50));
+                if rng.chance(50) {
+                    server.set_kap(node, rng.chance(50));
+                } else {
+                    server.set_heartbeat(node, 1000 + rng.below(10_000) as u32);
+                }
                 continue;
             }
             _ => {
