@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use decision::{collect_views, decide, prune_ghosts};
 pub(crate) use decision::{Decision, View};
 
-use crate::nodeset::{NodeSets, SetId};
+use crate::nodeset::{sorted_ids, NodeSets, SetId};
 use crate::{Action, Ctx, DecisionRecord, Event, NodeId, RestoredVote, RingId, Vote};
 
 /// What the reply to the triggering message carries.
@@ -103,14 +103,6 @@ pub(crate) struct Engine {
     last_decision: Option<DecisionRecord>,
 }
 
-/// Sorted, distinct node ids.
-fn sorted_ids(ids: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
-    let mut v: Vec<NodeId> = ids.collect();
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
 impl Engine {
     /// The decision of the last evaluation, if one was taken.
     pub(crate) fn take_decision(&mut self) -> Option<DecisionRecord> {
@@ -141,7 +133,10 @@ impl Engine {
     pub(crate) fn restore(&mut self, restored: &RestoredVote) {
         let members = sorted_ids(restored.members.iter().copied());
         for &m in &members {
-            if !self.ghosts.iter().any(|g| g.node == m) {
+            // A client that sent a membership list on this connection has
+            // stopped voting since it connected, and the engine knows it.
+            let reported = self.clients.get(&m).is_some_and(|t| t.membership.is_some());
+            if !reported && !self.ghosts.iter().any(|g| g.node == m) {
                 self.ghosts.push(Ghost {
                     node: m,
                     ring: None,

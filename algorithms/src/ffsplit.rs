@@ -76,7 +76,7 @@ pub(crate) use decision::preferred_node;
 use decision::{evaluate, Scratch, Trigger};
 pub(crate) use decision::{Selection, View};
 
-use crate::nodeset::{NodeSets, SetId};
+use crate::nodeset::{sorted_ids, NodeSets, SetId};
 use crate::{
     contains_node, Action, AlgoError, Algorithm, AlgorithmKind, Ctx, DecisionRecord, Event, NodeId,
     NodeInfo, RestoredVote, Vote,
@@ -143,14 +143,6 @@ pub struct Ffsplit {
     sets: NodeSets,
     /// Buffers of the decision.
     scratch: Scratch,
-}
-
-/// Sorted, distinct node ids.
-fn sorted_ids(ids: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
-    let mut v: Vec<NodeId> = ids.collect();
-    v.sort_unstable();
-    v.dedup();
-    v
 }
 
 /// Queues `VOTE_INFO(vote)` for `view`'s client with its next seq and

@@ -18,6 +18,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::{NodeId, NodeInfo};
 
+/// Sorted, distinct node ids.
+pub(crate) fn sorted_ids(ids: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
+    let mut v: Vec<NodeId> = ids.collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// A node list in a [`NodeSets`] table.
 pub(crate) type SetId = u32;
 
