@@ -1,6 +1,6 @@
 //! Tests of the decision records the algorithms report for the decision log.
 
-use crate::testutil::{nl, r};
+use crate::tests::util::{nl, r};
 use crate::{
     AlgorithmKind, Cluster, DecisionRecord, Event, Heuristics, NodeId, RingId, TieBreaker,
 };
