@@ -154,16 +154,16 @@ impl ClusterEntry {
         was_there
     }
 
-    /// Reports a decision's winner (if any) to the vote memory.
+    /// Reports the partition that may hold the vote after this decision
+    /// (if any) to the vote memory: for lms and 2nodelms only once the ACK
+    /// was granted, since until then the previous holders keep theirs.
     fn remember(&self, d: &DecisionRecord, now_ms: u64) {
-        let Some(winner) = d.winner else {
-            return;
-        };
-        if let Some(p) = d.partitions.iter().find(|p| p.ring == winner) {
+        let algorithm = self.cluster.algorithm();
+        if let Some(p) = d.remembered_holder(algorithm) {
             self.memory.record(
                 &self.key,
-                self.cluster.algorithm(),
-                winner,
+                algorithm,
+                p.ring,
                 &p.nodes,
                 self.unix_origin_ms + now_ms,
             );
