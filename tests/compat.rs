@@ -528,3 +528,17 @@ fn import_nss_to_another_folder_leaves_the_database_alone() {
     );
     assert!(!s.path("tls2").exists());
 }
+
+/// The settings file the package installs as /etc/qnetd/qnetd.toml is
+/// valid and puts the TLS material where pcs looks.
+#[test]
+fn packaged_settings_file_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/debian/qnetd.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut s = qnetd::config::Settings::default();
+    let warnings = s.apply_toml(&text, &path).expect("valid settings file");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(s.tls_dir, Path::new("/etc/corosync/qnetd/nssdb"));
+    assert_eq!(s.state_dir.as_deref(), Some(Path::new("/var/lib/qnetd")));
+    s.validate().unwrap();
+}

@@ -6,6 +6,9 @@
 #
 #   tests/package/run.sh [--root DIR] [--keep] [SCENARIO...]
 #
+# --root DIR: make the base root in DIR once and reuse it in later runs
+# (development); --keep: keep the work directory (logs) in /var/tmp.
+#
 # Scenarios (default: all), each in a fresh snapshot of the base root:
 #   lifecycle  install, crmsh/pvecm certificate sequence + a real TLS
 #              cluster, corosync-qnetd-tool vs the stock tool byte for byte,
@@ -17,11 +20,15 @@
 #   migrate    the stock corosync-qnetd serves a TLS-required cluster; the
 #              package is installed over it; the untouched nodes reconnect
 #              and get ACK
+#   container  deploy/Containerfile built and run with podman (vfs
+#              storage): non-root, material and state on volumes, health
+#              check, a real TLS cluster against the container
 #
 # How: the base root is made once per run with mmdebstrap (Debian 12 with
-# pcs, corosync, corosync-qdevice, resource-agents and the NSS tools, ~50 s);
-# each scenario runs in an overlayfs snapshot of it, entered with unshare
-# (new mount, PID, network, UTS and IPC namespaces) and chroot. The PID
+# pcs, corosync, corosync-qdevice, resource-agents, the NSS tools and podman,
+# ~1 min); each scenario runs in an overlayfs snapshot of it, entered with
+# unshare (new mount, PID, network, UTS, IPC and cgroup namespaces) and
+# pivot_root. The PID
 # namespace matters: `pcs qdevice kill net` runs `killall -9 corosync-qnetd`,
 # which there can only reach the test's own processes. systemctl is a
 # stand-in (systemctl-standin, in this folder) that starts the installed
@@ -29,7 +36,7 @@
 # runs the real clusters inside the same namespaces.
 #
 # Needs: root, mmdebstrap, util-linux (unshare), the Debian mirror (for the
-# base root), target/release/qnetd (cargo build --release). Exit 0 only if
+# base roots), target/release/qnetd (cargo build --release). Exit 0 only if
 # every scenario passed and the host checks agree.
 set -euo pipefail
 
@@ -45,13 +52,13 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --root) ROOT_BASE=$2; shift ;;
         --keep) KEEP=1 ;;
-        -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        lifecycle|pcs|migrate) SCENARIOS+=("$1") ;;
+        -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        lifecycle|pcs|migrate|container) SCENARIOS+=("$1") ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
     shift
 done
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(lifecycle pcs migrate)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(lifecycle pcs migrate container)
 
 [ "$(id -u)" = 0 ] || die "must run as root (namespaces, mounts, chroot)"
 for tool in unshare mount chroot; do
@@ -101,8 +108,21 @@ mkdir -p "$WORK/deb"
 cp "$DEB" "$WORK/deb/qnetd.deb"
 echo "   $DEB ($(du -h "$DEB" | cut -f1))"
 
-# --- the base root ------------------------------------------------------------------
-PACKAGES=pcs,corosync,mount,corosync-qdevice,resource-agents,libxml2-utils,libnss3-tools,psmisc,iproute2,nftables,procps,adduser,libssl3,openssl,ca-certificates
+# --- the base roots -------------------------------------------------------------------
+# The test root (Debian 12 with pcs, corosync, corosync-qdevice, the OCF
+# agents, the NSS tools and podman) and, for the container scenario, a
+# minimal Debian 12 image root (what debian:bookworm-slim holds: no
+# registry is reachable here). Both are made with mmdebstrap, in parallel.
+PACKAGES=pcs,corosync,mount,corosync-qdevice,resource-agents,libxml2-utils,libnss3-tools,psmisc,iproute2,nftables,procps,adduser,libssl3,openssl,ca-certificates,podman,crun
+mkdir -p "$WORK/image"
+IMAGE_PID=
+if [[ " ${SCENARIOS[*]} " == *" container "* ]]; then
+    command -v mmdebstrap >/dev/null || die "mmdebstrap not found (apt-get install --no-install-recommends mmdebstrap)"
+    echo "== container base image: mmdebstrap --variant=minbase bookworm (in the background)"
+    mmdebstrap --quiet --variant=minbase --include=libssl3 bookworm "$WORK/image/base.tar" \
+        http://deb.debian.org/debian > "$WORK/mmdebstrap-image.log" 2>&1 &
+    IMAGE_PID=$!
+fi
 if [ -n "$ROOT_BASE" ] && [ -x "$ROOT_BASE/usr/sbin/pcs" ]; then
     BASE=$ROOT_BASE
     echo "== base root: $BASE (given)"
@@ -119,6 +139,10 @@ else
         || { tail -20 "$WORK/mmdebstrap.log"; die "mmdebstrap failed (log above)"; }
     echo "   done in $((SECONDS - t)) s ($(du -sh "$BASE" | cut -f1))"
 fi
+if [ -n "$IMAGE_PID" ]; then
+    wait "$IMAGE_PID" || { tail -20 "$WORK/mmdebstrap-image.log"; die "mmdebstrap of the image base failed (log above)"; }
+    echo "   container base image: $(du -h "$WORK/image/base.tar" | cut -f1)"
+fi
 
 # --- one scenario in one snapshot ------------------------------------------------------
 # The snapshot's /dev is a small tmpfs with the usual nodes bound in (so
@@ -126,11 +150,12 @@ fi
 # tmpfs, and the repository, the package and the harness are bound
 # read-only under /qnetd-test.
 ENTER='set -e
-base=$1 snap=$2 repo=$3 deb=$4 interop=$5 scenario=$6
+base=$1 snap=$2 repo=$3 deb=$4 interop=$5 image=$6 scenario=$7
 m=$snap/merged
 mount -t overlay overlay -o "lowerdir=$base,upperdir=$snap/upper,workdir=$snap/work" "$m"
 mount -t proc proc "$m/proc"
 mount -t sysfs sysfs "$m/sys"
+mount -t cgroup2 cgroup2 "$m/sys/fs/cgroup"
 mount -t tmpfs -o mode=755,size=64m tmpfs "$m/dev"
 for n in null zero full random urandom tty; do touch "$m/dev/$n"; mount --bind "/dev/$n" "$m/dev/$n"; done
 mkdir -p "$m/dev/pts" "$m/dev/shm" "$m/dev/net"
@@ -140,13 +165,22 @@ mount -t tmpfs -o mode=1777 tmpfs "$m/dev/shm"
 ln -s /proc/self/fd "$m/dev/fd"
 mount -t tmpfs -o mode=755 tmpfs "$m/run"
 mount -t tmpfs -o mode=1777 tmpfs "$m/tmp"
-mkdir -p "$m/qnetd-test/repo" "$m/qnetd-test/deb" "$m/qnetd-test/interop"
+mkdir -p "$m/qnetd-test/repo" "$m/qnetd-test/deb" "$m/qnetd-test/interop" "$m/qnetd-test/image"
 mount --bind -o ro "$repo" "$m/qnetd-test/repo"
 mount --bind -o ro "$deb" "$m/qnetd-test/deb"
 mount --bind -o ro "$interop" "$m/qnetd-test/interop"
+mount --bind -o ro "$image" "$m/qnetd-test/image"
 hostname pk-qnetd
 ip link set lo up
-exec chroot "$m" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+# The snapshot becomes the root (pivot_root, not chroot: container
+# runtimes join mount namespaces, which a chroot does not survive).
+cd "$m"
+mkdir -p .oldroot
+pivot_root . .oldroot
+cd /
+umount -l /.oldroot
+rmdir /.oldroot
+exec /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root LANG=C.UTF-8 TERM=dumb SCENARIO="$scenario" \
     /bin/bash "/qnetd-test/repo/tests/package/scenarios/$scenario.sh"'
 
@@ -158,8 +192,9 @@ for s in "${SCENARIOS[@]}"; do
     echo "================ scenario $s ================"
     t=$SECONDS
     rc=0
-    timeout --signal=KILL 600 unshare --kill-child --mount --pid --net --uts --ipc --fork --propagation private \
-        bash -c "$ENTER" enter "$BASE" "$snap" "$REPO" "$WORK/deb" "$INTEROP_DIR" "$s" \
+    timeout --signal=KILL 600 unshare --kill-child --mount --pid --net --uts --ipc --cgroup --fork \
+        --propagation private \
+        bash -c "$ENTER" enter "$BASE" "$snap" "$REPO" "$WORK/deb" "$INTEROP_DIR" "$WORK/image" "$s" \
         2>&1 | tee "$WORK/$s.log" || rc=${PIPESTATUS[0]}
     RESULT[$s]=$rc
     TIME[$s]=$((SECONDS - t))
