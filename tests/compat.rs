@@ -403,6 +403,8 @@ fn import_nss_in_place_keeps_the_ca_and_sets_the_old_database_aside() {
     }
     std::fs::write(db.join("qnetd-cacert.crt"), b"stock export").unwrap();
     std::fs::write(db.join("cluster-web.crt"), b"signed earlier").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let db_mode = 0o750;
     let mut c = Command::new(env!("CARGO_BIN_EXE_qnetd"));
     c.args(["certs", "import-nss", "--nssdb"])
         .arg(&db)
@@ -416,8 +418,9 @@ fn import_nss_in_place_keeps_the_ca_and_sets_the_old_database_aside() {
     let backup = s.path("nssdb.pre-qnetd");
     assert_eq!(std::fs::read(backup.join("cert9.db")).unwrap(), b"stock");
     assert_eq!(
-        std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777,
-        0o700
+        std::fs::metadata(&backup).unwrap().permissions().mode() & 0o7777,
+        db_mode,
+        "the kept database keeps its mode (rollback)"
     );
     assert!(
         std::fs::read(db.join("cert9.db")).unwrap().is_empty(),

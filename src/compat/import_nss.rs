@@ -9,8 +9,9 @@
 //! When the target folder is the database's own folder (the package's
 //! layout, see `nssdir`), the folder is rebuilt beside the old one and then
 //! swapped in: the old database, the only other copy of the CA key, is kept
-//! as `<folder>.pre-qnetd` (mode 0700) for a way back, and the folder gets
-//! qnetd's files plus an empty NSS database, so one CA remains in use.
+//! as `<folder>.pre-qnetd` (owner and mode unchanged) for a way back, and the
+//! folder gets qnetd's files plus an empty NSS database, so one CA remains
+//! in use.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -300,10 +301,9 @@ fn import_via(
             "cannot move the new folder into place: {e}; nothing was changed"
         ));
     }
-    let _ = fs::set_permissions(&backup, fs::Permissions::from_mode(0o700));
     lines.push(format!(
         "{} now holds qnetd's key material and an empty NSS database; the original database \
-         (the old copy of the CA key) is kept in {}, root only: delete it once the clusters \
+         (the old copy of the CA key) is kept in {} as it was: delete it once the clusters \
          have reconnected, or move it back to return to corosync-qnetd.",
         job.dir.display(),
         backup.display()

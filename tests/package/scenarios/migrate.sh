@@ -7,7 +7,8 @@
 #   the package is installed over it (dpkg -i: Conflicts + Replaces);
 #   the nodes, untouched, reconnect over TLS with their certificates and
 #   get ACK; corosync-qnetd-tool -l (ours) lists them; the imported CA
-#   signs new node certificates.
+#   signs new node certificates; the documented rollback brings the stock
+#   daemon back and the nodes reconnect to it.
 . /qnetd-test/repo/tests/package/lib.sh
 setup_root
 CLUSTER=pkmig
@@ -40,18 +41,22 @@ run_logged "cluster up (2 nodes, tls required) against the stock daemon" \
 check_cluster_tls_ack "both nodes vote ACK over TLS (stock server)" 30
 node_db_sums() { (cd "$CLUSTER_STATE_DIR" && find n*/etc/qdevice -type f -print0 | sort -z | xargs -0 md5sum); }
 NODES_BEFORE=$(node_db_sums)
+DB_MODE=$(stat -c '%a %U %G' "$NSSDB")
 
 # ---------------------------------------------------------------------------
 say "install the package over it"
 t_install=$EPOCHREALTIME
 run_logged "dpkg -i qnetd.deb (Conflicts/Replaces corosync-qnetd)" dpkg -i "$DEB"
+t_dpkg=$EPOCHREALTIME
+info "dpkg -i took $(awk -v a="$t_install" -v b="$t_dpkg" 'BEGIN { printf "%.1f s", b - a }') (stop the stock daemon, import, start qnetd)"
 check_eq "qnetd installed" "install ok installed" "$(dpkg-query -W -f='${Status}' qnetd)"
 check_eq "corosync-qnetd removed (its config files kept)" "config-files" \
     "$(dpkg-query -W -f='${db:Status-Status}' corosync-qnetd)"
 check "the operator's options file is kept" grep -q '^COROSYNC_QNETD_OPTIONS="-s req"' /etc/default/corosync-qnetd
 check_eq "the imported CA is corosync-qnetd's" "$STOCK_FP" "$(ca_fingerprint)"
-check "the old database is kept, root only" test -s /etc/corosync/qnetd/nssdb.pre-qnetd/cert9.db
-check_eq "... mode" 700 "$(stat -c %a /etc/corosync/qnetd/nssdb.pre-qnetd)"
+check "the old database is kept as nssdb.pre-qnetd" test -s /etc/corosync/qnetd/nssdb.pre-qnetd/cert9.db
+check_eq "... with its owner and mode ($DB_MODE)" "$DB_MODE" "$(stat -c '%a %U %G' /etc/corosync/qnetd/nssdb.pre-qnetd)"
+check_eq "the new folder has them too" "$DB_MODE" "$(stat -c '%a %U %G' "$NSSDB")"
 check_eq "the folder's NSS database holds no certificate now" 0 \
     "$(certutil -L -d "sql:$NSSDB" | grep -cE '^.+ +[A-Za-z]*,[A-Za-z]*,[A-Za-z]*$')"
 check "the nodes' cluster certificate was carried over" test -s "$NSSDB/cluster-$CLUSTER.crt"
@@ -62,7 +67,7 @@ check_eq "... as coroqnetd" coroqnetd "$(proc_user "$PID")"
 check "... with the operator's -s req" sh -c 'corosync-qnetd-tool -s | grep -q "^TLS:.*Required"'
 if wait_until 90 cluster_tls_ack; then
     ok "the untouched nodes reconnect over TLS and get ACK"
-    info "from dpkg -i to every node ACK again: $(awk -v a="$t_install" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }')"
+    info "from dpkg -i to every node ACK again: $(awk -v a="$t_install" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }'), of which $(awk -v a="$t_dpkg" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }') after dpkg returned (the nodes' reconnect interval)"
 else
     bad "the untouched nodes reconnect over TLS and get ACK"; cluster status --brief | sed 's/^/      | /'
 fi
@@ -82,5 +87,16 @@ check "the certificate verifies against the imported CA" sh -c \
     "openssl x509 -inform DER -in $NSSDB/cluster-pkmig2.crt -out /tmp/c.pem && openssl verify -CAfile $NSSDB/qnetd-ca.pem /tmp/c.pem"
 cp "$NSSDB/cluster-pkmig2.crt" /tmp/
 run_logged "node: -M imports it" bash -c "$(declare -f with_etc); with_etc $M/etc corosync-qdevice-net-certutil -M -c /tmp/cluster-pkmig2.crt"
+
+# ---------------------------------------------------------------------------
+say "and back: the rollback of README (\"Replacing corosync-qnetd on a live host\")"
+run_logged "stop qnetd, put the original database back" bash -c \
+    "systemctl stop corosync-qnetd.service && mv $NSSDB $NSSDB.qnetd && mv $NSSDB.pre-qnetd $NSSDB"
+# apt-get install corosync-qnetd does these two steps (offline here).
+run_logged "remove qnetd" dpkg --remove qnetd
+run_logged "install corosync-qnetd again" dpkg -i "$STOCK_DEB"
+PID=$(unit_pid corosync-qnetd.service)
+check_eq "the stock daemon runs again" /usr/bin/corosync-qnetd "$(readlink "/proc/$PID/exe")"
+check_cluster_tls_ack "the nodes, still untouched, reconnect to it over TLS and get ACK" 90
 
 finish
