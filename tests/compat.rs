@@ -545,3 +545,14 @@ fn packaged_settings_file_is_valid() {
     assert_eq!(s.state_dir.as_deref(), Some(Path::new("/var/lib/qnetd")));
     s.validate().unwrap();
 }
+
+/// The stock key `nss_db_dir` (the OCF agent's `nss_db_dir` parameter)
+/// points at the folder of the keys.
+#[test]
+fn nss_db_dir_sets_the_tls_folder() {
+    let mut s = qnetd::config::Settings::default();
+    s.set_advanced_list("nss_db_dir=/srv/qnetd/nssdb").unwrap();
+    assert_eq!(s.tls_dir, Path::new("/srv/qnetd/nssdb"));
+    s.set_advanced_list("tls_dir=/etc/qnetd/tls").unwrap();
+    assert_eq!(s.tls_dir, Path::new("/etc/qnetd/tls"));
+}

@@ -54,8 +54,15 @@ struct Pair {
 
 fn export(nssdb: &Path, nickname: &str, scratch: &Path) -> Result<Pair, String> {
     let der = nss::export_pkcs12(nssdb, nickname, scratch).map_err(|e| {
+        // Name what is there, to pick the right --ca-nickname/--server-nickname.
+        let held = match nss::nicknames(nssdb) {
+            Ok(names) if !names.is_empty() => {
+                format!(" (the database holds: {})", names.join(", "))
+            }
+            _ => String::new(),
+        };
         format!(
-            "cannot export \"{nickname}\" with its key from {}: {e}",
+            "cannot export \"{nickname}\" with its key from {}: {e}{held}",
             nssdb.display()
         )
     })?;
