@@ -27,6 +27,8 @@ check "/etc/default/corosync-qnetd has COROSYNC_QNETD_OPTIONS" grep -q '^COROSYN
 check "the NSS database pcs looks for is a real one (certutil -L)" certutil -L -d "sql:$NSSDB"
 check_eq "... holding no certificate" 0 "$(certutil -L -d "sql:$NSSDB" | grep -cE '^.+ +[A-Za-z]*,[A-Za-z]*,[A-Za-z]*$')"
 check_eq "... and no key" "" "$(certutil -K -d "sql:$NSSDB" 2>/dev/null | grep -E '^<')"
+check_eq "the folder (postinst ran -i -G: no group write)" "750 root coroqnetd" "$(stat -c '%a %U %G' "$NSSDB")"
+check_eq "... its NSS database files" "640 640 640" "$(stat -c '%a' "$NSSDB"/cert9.db "$NSSDB"/key4.db "$NSSDB"/pkcs11.txt | tr '\n' ' ' | sed 's/ $//')"
 check_eq "CA key: root only" "600 root coroqnetd" "$(stat -c '%a %U %G' "$NSSDB/qnetd-ca-key.pem")"
 check_eq "server key: readable by group coroqnetd" "640 root coroqnetd" "$(stat -c '%a %U %G' "$NSSDB/qnetd-server-key.pem")"
 check_eq "qnetd-cacert.crt (what pcsd serves) is the CA" "$(ca_fingerprint)" \
