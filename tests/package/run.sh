@@ -113,7 +113,7 @@ echo "   $DEB ($(du -h "$DEB" | cut -f1))"
 # agents, the NSS tools and podman) and, for the container scenario, a
 # minimal Debian 12 image root (what debian:bookworm-slim holds: no
 # registry is reachable here). Both are made with mmdebstrap, in parallel.
-PACKAGES=pcs,corosync,mount,corosync-qdevice,resource-agents,libxml2-utils,libnss3-tools,psmisc,iproute2,nftables,procps,adduser,libssl3,openssl,ca-certificates,podman,crun
+PACKAGES=pcs,corosync,mount,systemd,corosync-qdevice,resource-agents,libxml2-utils,libnss3-tools,psmisc,iproute2,nftables,procps,adduser,libssl3,openssl,ca-certificates,podman,crun
 mkdir -p "$WORK/image"
 IMAGE_PID=
 if [[ " ${SCENARIOS[*]} " == *" container "* ]]; then

@@ -22,6 +22,9 @@ for name in corosync-qnetd corosync-qnetd-tool corosync-qnetd-certutil; do
     check_eq "/usr/bin/$name runs qnetd" /usr/bin/qnetd "$(readlink -f /usr/bin/$name)"
 done
 check "unit corosync-qnetd.service is installed" test -f /lib/systemd/system/corosync-qnetd.service
+# systemd-analyze exits 0 on ignored directives: its output must be empty.
+check_eq "... and valid for systemd (systemd-analyze verify: no complaint)" "" \
+    "$(systemd-analyze verify /lib/systemd/system/corosync-qnetd.service 2>&1)"
 check "/etc/qnetd/qnetd.toml is a conffile" sh -c "dpkg-query -W -f='\${Conffiles}' qnetd | grep -q /etc/qnetd/qnetd.toml"
 check "/etc/default/corosync-qnetd has COROSYNC_QNETD_OPTIONS" grep -q '^COROSYNC_QNETD_OPTIONS=' /etc/default/corosync-qnetd
 check "the NSS database pcs looks for is a real one (certutil -L)" certutil -L -d "sql:$NSSDB"
