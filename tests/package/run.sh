@@ -28,9 +28,9 @@
 # pcs, corosync, corosync-qdevice, resource-agents, the NSS tools and podman,
 # ~1 min); each scenario runs in an overlayfs snapshot of it, entered with
 # unshare (new mount, PID, network, UTS, IPC and cgroup namespaces) and
-# pivot_root. The PID
-# namespace matters: `pcs qdevice kill net` runs `killall -9 corosync-qnetd`,
-# which there can only reach the test's own processes. systemctl is a
+# pivot_root. The PID namespace matters: `pcs qdevice kill net` runs
+# `killall -9 corosync-qnetd`, which there can only reach the test's own
+# processes. systemctl is a
 # stand-in (systemctl-standin, in this folder) that starts the installed
 # unit's command. The interop harness (../shared/interop, or INTEROP_DIR)
 # runs the real clusters inside the same namespaces.
@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --root) ROOT_BASE=$2; shift ;;
         --keep) KEEP=1 ;;
-        -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         lifecycle|pcs|migrate|container) SCENARIOS+=("$1") ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
