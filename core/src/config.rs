@@ -386,7 +386,11 @@ impl Settings {
             "max_client_receive_size" => {
                 self.max_client_receive_size = parse_int(&k, value, 16, INT_MAX)?
             }
-            "nss_db_dir" => self.nss_db_dir = PathBuf::from(non_empty(&k, value)?),
+            // The reference's key store; here the folder of the PEM files.
+            "nss_db_dir" => {
+                self.nss_db_dir = PathBuf::from(non_empty(&k, value)?);
+                self.tls_dir = self.nss_db_dir.clone();
+            }
             "cert_nickname" => self.cert_nickname = non_empty(&k, value)?,
             "heartbeat_interval_min" => {
                 self.heartbeat_interval_min = parse_int(&k, value, 1, u64::from(u32::MAX))?
