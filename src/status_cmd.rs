@@ -276,10 +276,20 @@ fn print_human(st: &ServerStatus, args: &StatusArgs) {
             st.remembered_clusters, st.state_file
         );
     }
+    if !st.state_problem.is_empty() {
+        println!("state file problem: {}", st.state_problem);
+    }
+    if st.refused_max_clients + st.refused_per_address > 0 {
+        println!(
+            "connections refused: {} by max_clients, {} by max_clients_per_address",
+            st.refused_max_clients, st.refused_per_address
+        );
+    }
     if clusters.is_empty() {
         if let Some(n) = &args.cluster {
             println!("\nno cluster named \"{n}\" is connected");
         }
+        print_disconnects(st, args);
         return;
     }
     println!();
@@ -310,9 +320,68 @@ fn print_human(st: &ServerStatus, args: &StatusArgs) {
     if args.verbose || args.cluster.is_some() {
         for c in clusters {
             println!("\ncluster {}:", c.name);
+            if let Some(d) = &c.last_decision {
+                let winner = if d.winner.is_empty() {
+                    "none"
+                } else {
+                    &d.winner
+                };
+                println!(
+                    "  last decision: vote to {winner} ({}), after the {} of node {}",
+                    d.reason, d.event, d.trigger_node
+                );
+            }
             print_nodes(c);
         }
     }
+    print_disconnects(st, args);
+}
+
+/// The last connections that ended (verbose, or those of the cluster asked
+/// for), newest first: the answer to "why did node 2 drop?".
+fn print_disconnects(st: &ServerStatus, args: &StatusArgs) {
+    if !args.verbose && args.cluster.is_none() {
+        return;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let rows: Vec<Vec<String>> = st
+        .recent_disconnects
+        .iter()
+        .rev()
+        .filter(|d| args.cluster.as_ref().is_none_or(|n| *n == d.cluster))
+        .take(20)
+        .map(|d| {
+            vec![
+                format!(
+                    "{} ago",
+                    duration(now_ms.saturating_sub(d.at_unix_ms) / 1000)
+                ),
+                if d.cluster.is_empty() {
+                    "-".into()
+                } else {
+                    d.cluster.clone()
+                },
+                d.node_id.map_or("-".into(), |n| n.to_string()),
+                d.address.clone(),
+                d.detail.clone(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!("\nrecent disconnects:");
+    let mut table = vec![vec![
+        "WHEN".into(),
+        "CLUSTER".into(),
+        "NODE".into(),
+        "ADDRESS".into(),
+        "WHY".into(),
+    ]];
+    table.extend(rows);
+    print_table(&table);
 }
 
 pub fn run(args: StatusArgs) -> ExitCode {

@@ -38,7 +38,8 @@ async fn per_address_limit_refuses_only_that_address() {
         .expect_closed()
         .await
         .expect("4th connection from 127.0.0.1 is closed");
-    wait_log(&["connection refused", "127.0.0.1 already has 3 connections"]).await;
+    srv.wait_status("a per-address refusal", |st| st.refused_per_address >= 1)
+        .await;
     let metrics = scrape(srv.ctx.metrics_addr.expect("metrics on")).await;
     assert!(
         metrics.contains("qnetd_connections_refused_total{reason=\"per_address\"}"),
@@ -75,7 +76,8 @@ async fn total_limit_refuses_new_connections_and_frees_slots() {
         .expect_closed()
         .await
         .expect("connection above -m is closed");
-    wait_log(&["connection refused", "already has 3 connections"]).await;
+    srv.wait_status("a max_clients refusal", |st| st.refused_max_clients >= 1)
+        .await;
     // A closed connection frees its slot (bounded wait for the server to see it).
     drop(third);
     let mut admitted = false;
@@ -128,7 +130,19 @@ async fn connections_that_do_not_complete_init_are_closed_at_the_deadline() {
             .await
             .expect("closed at the INIT deadline");
     }
-    wait_log(&["handshake deadline", "within 300 ms"]).await;
+    let st = srv
+        .wait_status("three INIT deadlines", |st| {
+            st.recent_disconnects
+                .iter()
+                .filter(|d| d.reason == "init_timeout")
+                .count()
+                >= 3
+        })
+        .await;
+    assert!(st
+        .recent_disconnects
+        .iter()
+        .any(|d| d.detail.contains("within 300 ms")));
     // The pair completed INIT long ago and stays (the deadline is over for it).
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_unharmed(&mut a1).await;
@@ -168,7 +182,7 @@ async fn client_that_never_reads_is_dropped_and_others_keep_votes() {
     // Bounded: the server must drop us before we could write all of it, or
     // the write completes and we wait for the drop below.
     let _ = tokio::time::timeout(Duration::from_secs(10), stuck.c.send_raw(&echoes)).await;
-    wait_log(&["disconnecting client", "send queue full"]).await;
+    srv.wait_disconnect("send_queue_full", |_| true).await;
     assert_unharmed(&mut a1).await;
     srv.stop().await;
 }

@@ -99,7 +99,14 @@ async fn split_vote_survives_a_restart_with_adverse_reconnect_order() {
         (Some(Vote::Nack), Some(Vote::Nack)),
         "the half that did not hold the vote must not get it while the holder is away"
     );
-    wait_log(&["decision", "cluster=\"restart\"", "restart_hold"]).await;
+    let st = srv.ctx.status();
+    let d = st
+        .clusters
+        .iter()
+        .find(|c| c.name == "restart")
+        .and_then(|c| c.last_decision.clone())
+        .expect("the hold's decision");
+    assert_eq!(d.reason, "restart_hold");
     // Status shows the remembered holder and the hold.
     let reply = ask(&srv.ctx.arbiter.settings.local_socket_file, "json\n").await;
     let st: qnetd_core::status::ServerStatus =
@@ -140,7 +147,13 @@ async fn corrupt_snapshot_is_logged_and_ignored() {
     )
     .unwrap();
     let srv = TestServer::start_with(settings(&dir)).await;
-    wait_log(&["ignoring the decision snapshot"]).await;
+    assert!(
+        srv.ctx
+            .status()
+            .state_problem
+            .contains("ignoring the decision snapshot"),
+        "the corrupt snapshot is reported in status"
+    );
     // The server works: a lone full-membership node gets ACK.
     let n = ffsplit_node(
         srv.addr,

@@ -102,15 +102,18 @@ async fn two_node_split_lowest_wins_and_nack_precedes_ack() {
     let v = n1.c.recv_vote_info().await.unwrap();
     assert_eq!(v.vote, Some(Vote::Ack));
     assert_eq!(v.ring_id, Some(RingId::new(1, 12)));
-    // The decision log says who won and why.
-    wait_log(&[
-        "decision",
-        "cluster=\"split-lowest\"",
-        "winner=1.c",
-        "reason=\"tie_breaker\"",
-        "partitions=1.c [1] score 1; 2.c [2] score 1",
-    ])
-    .await;
+    // Status (like the decision log) says who won and why.
+    let st = srv.ctx.status();
+    let c = st
+        .clusters
+        .iter()
+        .find(|c| c.name == "split-lowest")
+        .unwrap();
+    let d = c.last_decision.as_ref().expect("a decision moved the vote");
+    assert_eq!(
+        (d.reason.as_str(), d.winner.as_str()),
+        ("tie_breaker", "1.c")
+    );
     srv.stop().await;
 }
 
@@ -162,7 +165,10 @@ async fn disconnect_of_the_winner_moves_the_vote() {
     assert_eq!(n1.vote_info().await, Vote::Ack);
     drop(n1);
     assert_eq!(n2.vote_info().await, Vote::Ack);
-    wait_log(&["move-vote", "node=1", "client disconnected"]).await;
+    let d = srv
+        .wait_disconnect("client_closed", |d| d.cluster == "move-vote")
+        .await;
+    assert_eq!(d.node_id, Some(1));
     srv.stop().await;
 }
 
@@ -177,7 +183,6 @@ async fn garbage_bytes_get_unsupported_message_and_others_are_unharmed() {
         expect_error(&mut bad, ErrorCode::UNSUPPORTED_MESSAGE).await,
         None
     );
-    wait_log(&["unknown type", "error 4"]).await;
     assert_unharmed(&mut a1).await;
     assert_unharmed(&mut a2).await;
     srv.stop().await;
@@ -225,7 +230,6 @@ async fn messages_before_preinit_or_init_are_refused() {
         expect_error(&mut c, ErrorCode::UNEXPECTED_MESSAGE).await,
         Some(5)
     );
-    wait_log(&["before a successful INIT", "error 11"]).await;
     assert_unharmed(&mut a1).await;
     srv.stop().await;
 }
@@ -247,7 +251,8 @@ async fn oversized_length_is_refused_without_reading_it() {
     c.expect_closed()
         .await
         .expect("connection closed after the 2 GiB claim");
-    wait_log(&["far above max_client_receive_size", "closing"]).await;
+    srv.wait_disconnect("message_too_long", |d| d.node_id.is_none())
+        .await;
     // Exactly at the limit is accepted (32762-byte body), one more is not.
     let mut c2 = Client::connect(srv.addr).await.unwrap();
     let mut msg = vec![0x00, 0x00];
@@ -263,7 +268,6 @@ async fn oversized_length_is_refused_without_reading_it() {
     msg.push(b'x');
     c3.send_raw(&msg).await.unwrap();
     expect_error(&mut c3, ErrorCode::MESSAGE_TOO_LONG).await;
-    wait_log(&["longer than max_client_receive_size", "error 5"]).await;
     assert_unharmed(&mut a1).await;
     srv.stop().await;
 }
@@ -289,7 +293,6 @@ async fn truncated_tlv_gets_decode_error_with_seq() {
     .await
     .unwrap();
     assert!(matches!(c.recv().await.unwrap(), Message::PreinitReply(_)));
-    wait_log(&["cannot decode message", "error 9"]).await;
     assert_unharmed(&mut a1).await;
     srv.stop().await;
 }
@@ -328,7 +331,6 @@ async fn init_consistency_errors_duplicate_algorithm_tie_breaker() {
         try_init(p).await,
         Some(ErrorCode::INVALID_HEARTBEAT_INTERVAL)
     );
-    wait_log(&["INIT refused", "duplicate_node_id"]).await;
     assert_unharmed(&mut a1).await;
     assert_unharmed(&mut a2).await;
     assert_eq!(srv.ctx.arbiter.table.client_count(), 2);
@@ -356,7 +358,6 @@ async fn second_init_and_second_preinit_are_refused_and_state_kept() {
     .await
     .unwrap();
     expect_error(&mut n2.c, ErrorCode::UNEXPECTED_MESSAGE).await;
-    wait_log(&["second INIT", "state kept"]).await;
     // The cluster still has nodes 1 and 2 with ffsplit, and decisions work.
     {
         let c = srv.ctx.arbiter.table.get(b"second-init").unwrap();
@@ -389,15 +390,12 @@ async fn silent_client_is_dropped_by_dead_peer_detection() {
     let mut p = params("dpd-silent", 1, TieBreaker::Lowest);
     p.heartbeat_ms = 1000;
     let mut silent = connect(srv.addr, &p).await;
-    let t0 = std::time::Instant::now();
+    // The exact deadline (coefficient x heartbeat) is checked on a virtual
+    // clock in qnetd-core's session tests; here the real socket is closed.
     silent.timeout = Duration::from_secs(5);
     silent.expect_closed().await.unwrap();
-    let waited = t0.elapsed();
-    assert!(
-        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3000),
-        "dropped after {waited:?}, expected about 1.5 s"
-    );
-    wait_log(&["dpd-silent", "dead peer"]).await;
+    srv.wait_disconnect("dead_peer", |d| d.cluster == "dpd-silent")
+        .await;
     assert_unharmed(&mut n1).await;
     srv.stop().await;
 }
@@ -444,7 +442,8 @@ async fn max_clients_refuses_extra_connections() {
     let _first = connect(srv.addr, &params("maxc", 1, TieBreaker::Lowest)).await;
     let mut second = Client::connect(srv.addr).await.unwrap();
     second.expect_closed().await.unwrap();
-    wait_log(&["max_clients"]).await;
+    srv.wait_status("a max_clients refusal", |st| st.refused_max_clients >= 1)
+        .await;
     srv.stop().await;
 }
 
@@ -495,7 +494,6 @@ async fn unacknowledged_nack_is_bounded() {
         m => panic!("expected VOTE_INFO, got {m:?}"),
     };
     assert_eq!(nack.vote, Some(Vote::Nack));
-    let t0 = std::time::Instant::now();
     // Keep the connection alive with echoes, never acknowledge the NACK.
     for i in 0..12 {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -504,15 +502,13 @@ async fn unacknowledged_nack_is_bounded() {
             break;
         }
     }
+    // The exact deadline is checked on a virtual clock in qnetd-core's
+    // session tests; here the real socket is closed for that reason.
     c2.timeout = Duration::from_secs(3);
     c2.expect_closed().await.unwrap();
-    let waited = t0.elapsed();
-    assert!(
-        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(4000),
-        "dropped after {waited:?}, expected about 1.5 s"
-    );
     // The vote moves to the winner once the loser is gone.
     assert_eq!(n1.vote_info().await, Vote::Ack);
-    wait_log(&["nack-bound", "NACK not acknowledged"]).await;
+    srv.wait_disconnect("nack_not_acknowledged", |d| d.cluster == "nack-bound")
+        .await;
     srv.stop().await;
 }

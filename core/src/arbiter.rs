@@ -8,10 +8,12 @@
 //! [`Arbiter::origin`], and decisions are dated in Unix time as
 //! `unix_origin_ms + ms since origin`.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::close::CloseReason;
 use crate::config::Settings;
 use crate::memory::VoteMemory;
 use crate::table::Table;
@@ -30,6 +32,28 @@ pub struct Arbiter {
     connections: AtomicUsize,
     /// Until when (ms since origin) this instance may grant ACKs.
     serve_until_ms: AtomicU64,
+    /// The last connections that ended, and how many ended for each
+    /// reason, for status.
+    disconnects: Mutex<Disconnects>,
+}
+
+#[derive(Debug, Default)]
+struct Disconnects {
+    recent: VecDeque<Disconnect>,
+    by_reason: BTreeMap<&'static str, u64>,
+}
+
+/// How many ended connections status remembers.
+pub const RECENT_DISCONNECTS: usize = 64;
+
+/// A connection that ended, as status shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disconnect {
+    pub address: String,
+    pub cluster: String,
+    pub node: Option<u32>,
+    pub reason: CloseReason,
+    pub at_unix_ms: u64,
 }
 
 impl Arbiter {
@@ -48,6 +72,7 @@ impl Arbiter {
             unix_origin_ms,
             connections: AtomicUsize::new(0),
             serve_until_ms: AtomicU64::new(UNLIMITED),
+            disconnects: Mutex::new(Disconnects::default()),
         }
     }
 
@@ -94,6 +119,29 @@ impl Arbiter {
     /// Open client connections.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Remembers a connection that ended (the oldest is forgotten beyond
+    /// [`RECENT_DISCONNECTS`]).
+    pub fn record_disconnect(&self, d: Disconnect) {
+        let mut q = self.disconnects.lock().unwrap_or_else(|e| e.into_inner());
+        *q.by_reason.entry(d.reason.label()).or_default() += 1;
+        if q.recent.len() == RECENT_DISCONNECTS {
+            q.recent.pop_front();
+        }
+        q.recent.push_back(d);
+    }
+
+    /// The connections that ended recently, oldest first.
+    pub fn recent_disconnects(&self) -> Vec<Disconnect> {
+        let q = self.disconnects.lock().unwrap_or_else(|e| e.into_inner());
+        q.recent.iter().cloned().collect()
+    }
+
+    /// How many connections ended for each reason label since the start.
+    pub fn disconnects_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        let q = self.disconnects.lock().unwrap_or_else(|e| e.into_inner());
+        q.by_reason.clone()
     }
 
     /// High availability: this instance may grant ACKs until `until` (its

@@ -58,10 +58,22 @@ pub struct ClusterEntry {
     memory: Arc<VoteMemory>,
     /// Unix time (ms) of the server clock's origin, to date decisions.
     unix_origin_ms: u64,
+    /// The last decision that moved a vote (status).
+    pub last_decision: Option<DecisionNote>,
+}
+
+/// What status shows of the last decision that moved a vote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecisionNote {
+    pub reason: &'static str,
+    pub winner: Option<RingId>,
+    pub trigger: NodeId,
+    pub event: &'static str,
+    pub at_unix_ms: u64,
 }
 
 /// Logs a decision that changed somebody's vote (one structured event per
-/// decision) and counts it by algorithm and reason.
+/// decision) and counts it by algorithm and reason. Returns whether it did.
 fn log_decision(
     cluster: &str,
     algorithm: AlgorithmKind,
@@ -70,13 +82,13 @@ fn log_decision(
     decision: &DecisionRecord,
     actions: &[Action],
     reply: Option<Vote>,
-) {
+) -> bool {
     let sent = actions
         .iter()
         .any(|a| matches!(a, Action::SendVoteInfo { .. }))
         || matches!(reply, Some(Vote::Ack | Vote::Nack));
     if !sent {
-        return;
+        return false;
     }
     let partitions: Vec<String> = decision
         .partitions
@@ -103,6 +115,7 @@ fn log_decision(
     );
     metrics::counter!(telemetry::DECISIONS, "algorithm" => algorithm.label(), "reason" => decision.reason)
         .increment(1);
+    true
 }
 
 impl ClusterEntry {
@@ -116,7 +129,7 @@ impl ClusterEntry {
         let outcome = self.cluster.handle(node, event, now_ms);
         if let Some(d) = &outcome.decision {
             self.remember(d, now_ms);
-            log_decision(
+            let logged = log_decision(
                 &self.name,
                 self.cluster.algorithm(),
                 node,
@@ -125,6 +138,7 @@ impl ClusterEntry {
                 &outcome.actions,
                 outcome.reply.ok(),
             );
+            self.note(logged, d, node, event_name, now_ms);
         }
         self.dispatch(&outcome.actions);
         outcome
@@ -140,7 +154,7 @@ impl ClusterEntry {
             .leave_with_decision(node, server_going_down, now_ms);
         if let Some(d) = &decision {
             self.remember(d, now_ms);
-            log_decision(
+            let logged = log_decision(
                 &self.name,
                 self.cluster.algorithm(),
                 node,
@@ -149,9 +163,30 @@ impl ClusterEntry {
                 &actions,
                 None,
             );
+            self.note(logged, d, node, "disconnect", now_ms);
         }
         self.dispatch(&actions);
         was_there
+    }
+
+    /// Keeps a logged decision for status.
+    fn note(
+        &mut self,
+        logged: bool,
+        d: &DecisionRecord,
+        trigger: NodeId,
+        event: &'static str,
+        now_ms: u64,
+    ) {
+        if logged {
+            self.last_decision = Some(DecisionNote {
+                reason: d.reason,
+                winner: d.winner,
+                trigger,
+                event,
+                at_unix_ms: self.unix_origin_ms + now_ms,
+            });
+        }
     }
 
     /// Reports the partition that may hold the vote after this decision
@@ -276,6 +311,7 @@ impl Table {
                 key: name.to_vec(),
                 memory: Arc::clone(&self.memory),
                 unix_origin_ms: self.unix_origin_ms,
+                last_decision: None,
             }))
         });
         let shared = Arc::clone(shard_entry.value());

@@ -32,6 +32,8 @@ pub struct ServerCtx {
     refused: RefusalLog,
     /// Connections closed since memory was last trimmed.
     pub(crate) closed_since_trim: AtomicUsize,
+    /// Why the decision snapshot could not be used at start.
+    pub state_problem: Option<String>,
 }
 
 impl ServerCtx {
@@ -51,6 +53,7 @@ impl ServerCtx {
             per_address: Mutex::new(HashMap::new()),
             refused: RefusalLog::default(),
             closed_since_trim: AtomicUsize::new(0),
+            state_problem: None,
         }
     }
 
@@ -63,6 +66,9 @@ impl ServerCtx {
                 .as_ref()
                 .map(|t| t.certificates())
                 .unwrap_or_default(),
+            refused_max_clients: self.refused.max_clients.load(Ordering::Relaxed),
+            refused_per_address: self.refused.per_address.load(Ordering::Relaxed),
+            state_problem: self.state_problem.clone(),
         }
     }
 
@@ -171,11 +177,18 @@ impl std::fmt::Display for Refusal {
 struct RefusalLog {
     last_logged_ms: AtomicU64,
     suppressed: AtomicU64,
+    max_clients: AtomicU64,
+    per_address: AtomicU64,
 }
 
 impl RefusalLog {
     fn refuse(&self, now_ms: u64, addr: SocketAddr, why: Refusal) {
         metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => why.label()).increment(1);
+        match why {
+            Refusal::MaxClients(_) => &self.max_clients,
+            Refusal::PerAddress(..) => &self.per_address,
+        }
+        .fetch_add(1, Ordering::Relaxed);
         let last = self.last_logged_ms.load(Ordering::Relaxed);
         if last != 0 && now_ms.saturating_sub(last) < 1000 {
             self.suppressed.fetch_add(1, Ordering::Relaxed);

@@ -32,28 +32,42 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The vote memory read back at start.
+pub struct Opened {
+    pub memory: VoteMemory,
+    /// The snapshot file to save to (`None`: RAM only).
+    pub path: Option<PathBuf>,
+    /// Why the state directory or snapshot could not be used, if so.
+    pub problem: Option<String>,
+}
+
 /// Opens the state directory (creating it) and reads its snapshot into a
 /// vote memory whose restart hold lasts `hold_ms` from the server's start.
-/// Problems are logged; the server then runs without (some of) it. Returns
-/// the memory and the snapshot path to save to (`None`: RAM only).
-pub fn open(
-    state_dir: Option<&Path>,
-    max_age: Duration,
-    hold_ms: u64,
-) -> (VoteMemory, Option<PathBuf>) {
+/// Problems are logged; the server then runs without (some of) it.
+pub fn open(state_dir: Option<&Path>, max_age: Duration, hold_ms: u64) -> Opened {
     let Some(dir) = state_dir else {
         info!("state_dir is off: votes are not remembered across restarts");
-        return (VoteMemory::in_memory(), None);
+        return Opened {
+            memory: VoteMemory::in_memory(),
+            path: None,
+            problem: None,
+        };
     };
     if let Err(e) = std::fs::create_dir_all(dir) {
-        warn!(
+        let problem = format!(
             "cannot create the state directory {}: {e}; votes will not be remembered across restarts (fix its permissions, or set -S state_dir=off)",
             dir.display()
         );
-        return (VoteMemory::in_memory(), None);
+        warn!("{problem}");
+        return Opened {
+            memory: VoteMemory::in_memory(),
+            path: None,
+            problem: Some(problem),
+        };
     }
     let path = dir.join(SNAPSHOT_FILE);
     let location = Some(path.display().to_string());
+    let mut problem = None;
     let holders = match read_snapshot(&path, max_age) {
         Ok(None) => {
             info!(path = %path.display(), "no decision snapshot yet (first start)");
@@ -69,14 +83,20 @@ pub fn open(
             h
         }
         Err(why) => {
-            warn!(
-                path = %path.display(),
-                "ignoring the decision snapshot: {why}; starting without remembered votes (it is overwritten at the next decision)"
+            let text = format!(
+                "ignoring the decision snapshot {}: {why}; starting without remembered votes (it is overwritten at the next decision)",
+                path.display()
             );
+            warn!("{text}");
+            problem = Some(text);
             Holders::new()
         }
     };
-    (VoteMemory::new(holders, hold_ms, location), Some(path))
+    Opened {
+        memory: VoteMemory::new(holders, hold_ms, location),
+        path: Some(path),
+        problem,
+    }
 }
 
 /// Reads a snapshot file; `Ok(None)` when there is none yet.
@@ -187,7 +207,8 @@ mod tests {
     #[test]
     fn saved_holders_are_loaded_again_and_seed_the_same_algorithm_only() {
         let dir = scratch("reload");
-        let (m, path) = open(Some(&dir), Duration::from_secs(3600), 7000);
+        let o = open(Some(&dir), Duration::from_secs(3600), 7000);
+        let (m, path) = (o.memory, o.path);
         let a = arbiter(m);
         a.memory().record(
             b"c",
@@ -199,7 +220,7 @@ mod tests {
         let path = path.unwrap();
         assert!(save(&a, &path, false));
         assert!(!save(&a, &path, false), "nothing changed: nothing written");
-        let (again, _) = open(Some(&dir), Duration::from_secs(3600), 7000);
+        let again = open(Some(&dir), Duration::from_secs(3600), 7000).memory;
         assert_eq!(
             again.seed(b"c", AlgorithmKind::Ffsplit),
             Some(RestoredVote {
@@ -216,7 +237,9 @@ mod tests {
         let dir = scratch("corrupt");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(SNAPSHOT_FILE), b"\x0a\xff\xff\xff\xff garbage").unwrap();
-        let (m, path) = open(Some(&dir), Duration::from_secs(3600), 1000);
+        let o = open(Some(&dir), Duration::from_secs(3600), 1000);
+        assert!(o.problem.is_some(), "the corrupt snapshot is reported");
+        let (m, path) = (o.memory, o.path);
         assert!(m.is_empty());
         let path = path.expect("a new snapshot replaces the corrupt one");
         let a = arbiter(m);
@@ -228,7 +251,7 @@ mod tests {
             unix_ms(),
         );
         assert!(save(&a, &path, false));
-        let (again, _) = open(Some(&dir), Duration::from_secs(3600), 1000);
+        let again = open(Some(&dir), Duration::from_secs(3600), 1000).memory;
         assert_eq!(again.len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -237,9 +260,10 @@ mod tests {
     fn unusable_state_dir_keeps_memory_in_ram() {
         let file = scratch("file");
         std::fs::write(&file, b"x").unwrap();
-        let (m, path) = open(Some(&file), Duration::from_secs(1), 0);
-        assert!(path.is_none());
-        assert!(m.location().is_none());
+        let o = open(Some(&file), Duration::from_secs(1), 0);
+        assert!(o.path.is_none());
+        assert!(o.problem.is_some());
+        assert!(o.memory.location().is_none());
         let _ = std::fs::remove_file(&file);
     }
 }

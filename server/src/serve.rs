@@ -65,29 +65,25 @@ impl Server {
             settings.max_clients,
             qnetd_core::sys::raise_nofile_limit(None),
         );
-        let (memory, state_file) = persist::open(
+        let opened = persist::open(
             settings.state_dir.as_deref(),
             Duration::from_secs(u64::from(settings.state_max_age)),
             u64::from(settings.restart_vote_hold),
         );
         let arbiter = Arc::new(Arbiter::new(
             Arc::new(settings),
-            Arc::new(memory),
+            Arc::new(opened.memory),
             origin,
             persist::unix_ms(),
         ));
+        let mut ctx = ServerCtx::new(arbiter, tls, port, metrics_addr, effective_max_clients);
+        ctx.state_problem = opened.problem;
         Ok(Server {
             client,
             admin,
             metrics,
-            state_file,
-            ctx: Arc::new(ServerCtx::new(
-                arbiter,
-                tls,
-                port,
-                metrics_addr,
-                effective_max_clients,
-            )),
+            state_file: opened.path,
+            ctx: Arc::new(ctx),
         })
     }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use qnetd_core::config::Settings;
+use qnetd_core::status::{Disconnect, ServerStatus};
 use qnetd_core::wire::{AlgorithmKind, ErrorCode, Heuristics, RingId, TieBreaker, Vote};
 use qnetd_server::{Server, ServerCtx, Shutdown};
 use qnetd_tools::client::{Client, NodeParams};
@@ -41,28 +42,6 @@ fn log_buffer() -> &'static LogBuffer {
     })
 }
 
-/// Whether a log line contains every one of `parts`.
-pub fn log_has(parts: &[&str]) -> bool {
-    let text = String::from_utf8_lossy(&log_buffer().0.lock().unwrap()).into_owned();
-    text.lines().any(|l| parts.iter().all(|p| l.contains(p)))
-}
-
-/// Waits (bounded) for a log line containing every one of `parts`.
-pub async fn wait_log(parts: &[&str]) {
-    for _ in 0..100 {
-        if log_has(parts) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let text = String::from_utf8_lossy(&log_buffer().0.lock().unwrap()).into_owned();
-    let tail: Vec<&str> = text.lines().rev().take(30).collect();
-    panic!(
-        "no log line contains all of {parts:?}; last lines:\n{}",
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    );
-}
-
 /// A fresh admin socket path for one test server.
 pub fn admin_socket_path() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,6 +62,47 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Waits (bounded, 5 s) for a connection that ended for `reason` (a
+    /// `qnetd_client_disconnects_total` label) and matches `pred`, among the
+    /// server's recent disconnects (status); returns it.
+    pub async fn wait_disconnect(
+        &self,
+        reason: &str,
+        pred: impl Fn(&Disconnect) -> bool,
+    ) -> Disconnect {
+        for _ in 0..250 {
+            let st = self.ctx.status();
+            if let Some(d) = st
+                .recent_disconnects
+                .iter()
+                .find(|d| d.reason == reason && pred(d))
+            {
+                return d.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "no disconnect for {reason} seen; recent: {:#?}",
+            self.ctx.status().recent_disconnects
+        );
+    }
+
+    /// Waits (bounded) until `pred` holds for the server's status.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        pred: impl Fn(&ServerStatus) -> bool,
+    ) -> ServerStatus {
+        for _ in 0..250 {
+            let st = self.ctx.status();
+            if pred(&st) {
+                return st;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("status never showed {what}: {:#?}", self.ctx.status());
+    }
+
     /// A plain-TCP server (`-s off`).
     pub async fn start() -> TestServer {
         Self::start_with(Settings {

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use qnetd_algorithms::{NodeId, Vote};
 use tracing::{debug, info, warn};
 
-use crate::arbiter::Arbiter;
+use crate::arbiter::{Arbiter, Disconnect};
 use crate::close::CloseReason;
 use crate::config::INITIAL_HEARTBEAT_MS;
 use crate::framing::{Frame, SkipReason};
@@ -354,6 +354,15 @@ impl Session {
             (false, true, _) => warn!("disconnecting client: {reason}"),
             (false, false, true) => info!("client disconnected: {reason}"),
             (false, false, false) => debug!("connection closed before INIT: {reason}"),
+        }
+        if !reason.server_going_down() {
+            self.arbiter.record_disconnect(Disconnect {
+                address: self.addr.clone(),
+                cluster: display_name(self.cluster_name.as_deref().unwrap_or_default()),
+                node: self.node_id(),
+                reason: reason.clone(),
+                at_unix_ms: self.arbiter.unix_ms(now),
+            });
         }
         self.leave(reason.server_going_down(), now);
         // Anything still queued for a session that is gone is dropped.

@@ -23,8 +23,8 @@ mod text;
 pub use text::{tool_list, tool_status};
 
 pub use qnetd_proto::status::{
-    CertificateStatus, ClusterStatus, ConfigNode, NodeStatus, PartitionStatus, RememberedHolder,
-    ServerStatus,
+    CertificateStatus, ClusterStatus, ConfigNode, Disconnect, LastDecision, NodeStatus,
+    PartitionStatus, RememberedHolder, ServerStatus,
 };
 
 fn heuristics_label(h: Heuristics) -> String {
@@ -57,6 +57,12 @@ pub struct ServerFacts {
     pub port: u16,
     /// The CA and server certificates, with their expiry.
     pub certificates: Vec<CertificateStatus>,
+    /// Connections refused by `max_clients` and by
+    /// `max_clients_per_address` since the start.
+    pub refused_max_clients: u64,
+    pub refused_per_address: u64,
+    /// Why the decision snapshot could not be used at start, if it could not.
+    pub state_problem: Option<String>,
 }
 
 /// Takes a snapshot of the server at `now`. Each cluster is locked briefly,
@@ -138,6 +144,13 @@ pub fn snapshot(arbiter: &Arbiter, facts: &ServerFacts, now: Instant) -> ServerS
                     members: h.members,
                     since_unix: h.since_unix_ms / 1000,
                 }),
+                last_decision: e.last_decision.as_ref().map(|d| LastDecision {
+                    reason: d.reason.to_string(),
+                    winner: d.winner.map(|w| w.to_string()).unwrap_or_default(),
+                    trigger_node: d.trigger,
+                    event: d.event.to_string(),
+                    at_unix_ms: d.at_unix_ms,
+                }),
             },
         ));
     }
@@ -159,5 +172,25 @@ pub fn snapshot(arbiter: &Arbiter, facts: &ServerFacts, now: Instant) -> ServerS
         remembered_clusters: arbiter.memory().len() as u64,
         restart_hold_remaining_ms: arbiter.memory().hold_until_ms().saturating_sub(now),
         certificates: facts.certificates.clone(),
+        recent_disconnects: arbiter
+            .recent_disconnects()
+            .into_iter()
+            .map(|d| Disconnect {
+                address: d.address,
+                cluster: d.cluster,
+                node_id: d.node,
+                reason: d.reason.label().to_string(),
+                detail: d.reason.to_string(),
+                at_unix_ms: d.at_unix_ms,
+            })
+            .collect(),
+        disconnects_by_reason: arbiter
+            .disconnects_by_reason()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        refused_max_clients: facts.refused_max_clients,
+        refused_per_address: facts.refused_per_address,
+        state_problem: facts.state_problem.clone().unwrap_or_default(),
     }
 }
