@@ -41,8 +41,41 @@ impl ReadyPipe {
     }
 }
 
-fn last_os_error(what: &str) -> String {
-    format!("{what}: {}", io::Error::last_os_error())
+/// A step of detaching that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetachStep {
+    Pipe,
+    Fork,
+    OpenDevNull,
+    RedirectStdio,
+}
+
+/// Detaching failed: which step, and the OS error.
+#[derive(Debug)]
+pub struct DetachError {
+    pub step: DetachStep,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for DetachError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.step {
+            DetachStep::Pipe => "cannot create the start-up pipe",
+            DetachStep::Fork => "cannot fork the daemon",
+            DetachStep::OpenDevNull => "cannot open /dev/null",
+            DetachStep::RedirectStdio => "cannot redirect the standard streams",
+        };
+        write!(f, "{what}: {} (run in the foreground with -f)", self.error)
+    }
+}
+
+impl std::error::Error for DetachError {}
+
+fn last_os_error(step: DetachStep) -> DetachError {
+    DetachError {
+        step,
+        error: io::Error::last_os_error(),
+    }
 }
 
 /// Forks. In the parent this never returns: it waits for the child's
@@ -52,18 +85,18 @@ fn last_os_error(what: &str) -> String {
 ///
 /// Must be called while the process has a single thread (before the async
 /// runtime starts).
-pub fn detach(prog: &str) -> Result<ReadyPipe, String> {
+pub fn detach(prog: &str) -> Result<ReadyPipe, DetachError> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(last_os_error("cannot create the start-up pipe"));
+        return Err(last_os_error(DetachStep::Pipe));
     }
     // SAFETY: both descriptors were just created and are owned here.
     let (read_end, write_end) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
     // SAFETY: the caller guarantees a single-threaded process, so the child
     // may run arbitrary code.
     match unsafe { libc::fork() } {
-        -1 => Err(last_os_error("cannot fork the daemon")),
+        -1 => Err(last_os_error(DetachStep::Fork)),
         0 => {
             drop(read_end);
             // SAFETY: plain system calls on the child's own state.
@@ -109,16 +142,19 @@ fn wait_for_child(mut pipe: File, child: libc::pid_t, prog: &str) -> i32 {
     }
 }
 
-fn redirect_stdio() -> Result<(), String> {
+fn redirect_stdio() -> Result<(), DetachError> {
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
-        .map_err(|e| format!("cannot open /dev/null: {e}"))?;
+        .map_err(|error| DetachError {
+            step: DetachStep::OpenDevNull,
+            error,
+        })?;
     for fd in 0..3 {
         // SAFETY: duplicating a valid descriptor onto the standard ones.
         if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
-            return Err(last_os_error("cannot redirect the standard streams"));
+            return Err(last_os_error(DetachStep::RedirectStdio));
         }
     }
     Ok(())

@@ -107,7 +107,7 @@ fn main() -> ExitCode {
 
 /// Why the configuration could not be built.
 #[derive(Debug)]
-enum ConfigError {
+pub(crate) enum ConfigError {
     /// The `--config` file cannot be read.
     Read {
         path: PathBuf,
@@ -325,8 +325,8 @@ const EXIT_LOCK: u8 = 3;
 /// own start failures, listen 4, TLS 5, admin/metrics 6: see StartError).
 const EXIT_TLS: u8 = 5;
 
-/// A check of the settings before the start; the error is the message.
-type SettingsCheck = fn(&Settings) -> Result<(), String>;
+/// A check of the settings before the start.
+type SettingsCheck = fn(&Settings) -> Result<(), compat::serve::TlsMaterialError>;
 
 /// How [`serve`] runs: as `qnetd serve`, or as the drop-in `corosync-qnetd`
 /// (see `compat`).
@@ -404,7 +404,7 @@ fn serve(args: ServeArgs, mode: ServeMode) -> ExitCode {
     }
     if let Some(check) = mode.tls_check {
         if let Err(e) = check(&settings) {
-            return start.fail(EXIT_TLS, &e);
+            return start.fail(EXIT_TLS, &e.to_string());
         }
     }
     let _lock = match take_lock(&settings.lock_file) {

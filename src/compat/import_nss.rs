@@ -18,10 +18,11 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use openssl::error::ErrorStack;
 use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
-use qnetd_certs::{describe, nss, write_new_file, Pki};
+use qnetd_certs::{describe, nss, write_new_file, CertError, Pki};
 
 use super::nssdir::{self, Layout};
 
@@ -46,65 +47,190 @@ pub struct Import {
     pub server_nickname: String,
 }
 
+/// What does not fit together in the exported material.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    CaKey,
+    CaNotSelfSigned,
+    ServerKey,
+    ServerNotIssuedByCa,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mismatch::CaKey => "the CA key does not belong to the CA certificate",
+            Mismatch::CaNotSelfSigned => "the CA certificate is not self-signed",
+            Mismatch::ServerKey => "the server key does not belong to the server certificate",
+            Mismatch::ServerNotIssuedByCa => "the server certificate is not issued by the CA",
+        })
+    }
+}
+
+/// Why an import did not happen; the message says what to do.
+#[derive(Debug)]
+pub enum ImportError {
+    NoDatabase(PathBuf),
+    AlreadyHasMaterial {
+        dir: PathBuf,
+        files: Vec<PathBuf>,
+    },
+    NotAFolder(PathBuf),
+    Export {
+        nickname: String,
+        nssdb: PathBuf,
+        error: nss::NssError,
+        held: Vec<String>,
+    },
+    Pkcs12 {
+        nickname: String,
+        error: ErrorStack,
+    },
+    NoKey {
+        nickname: String,
+        nssdb: PathBuf,
+    },
+    Mismatch {
+        nssdb: PathBuf,
+        what: Mismatch,
+    },
+    Openssl(ErrorStack),
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    Write(CertError),
+    CannotSign(CertError),
+    Nss(nss::NssError),
+    Swap(std::io::Error),
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportError::NoDatabase(d) => write!(
+                f,
+                "{} holds no NSS database (none of {}); nothing to import",
+                d.display(),
+                nss::DB_FILES.join(", ")
+            ),
+            ImportError::AlreadyHasMaterial { dir, files } if files.is_empty() => write!(
+                f,
+                "{} already holds qnetd key material next to the NSS database; nothing was changed",
+                dir.display()
+            ),
+            ImportError::AlreadyHasMaterial { dir, files } => write!(
+                f,
+                "{} already holds qnetd key material ({}); nothing was changed",
+                dir.display(),
+                files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            ImportError::NotAFolder(d) => write!(f, "{} is not a folder name", d.display()),
+            ImportError::Export {
+                nickname,
+                nssdb,
+                error,
+                held,
+            } => {
+                write!(
+                    f,
+                    "cannot export \"{nickname}\" with its key from {}: {error}",
+                    nssdb.display()
+                )?;
+                if !held.is_empty() {
+                    write!(f, " (the database holds: {})", held.join(", "))?;
+                }
+                Ok(())
+            }
+            ImportError::Pkcs12 { nickname, error } => {
+                write!(f, "cannot read the PKCS#12 export of \"{nickname}\": {error}")
+            }
+            ImportError::NoKey { nickname, nssdb } => write!(
+                f,
+                "the database in {} has no private key for \"{nickname}\"; qnetd needs the key to \
+                 serve TLS (server certificate) and to sign node certificates (CA)",
+                nssdb.display()
+            ),
+            ImportError::Mismatch { nssdb, what } => write!(
+                f,
+                "{} cannot be imported: {what}; check the nicknames (--ca-nickname, --server-nickname) \
+                 with `certutil -L -d {}`",
+                nssdb.display(),
+                nssdb.display()
+            ),
+            ImportError::Openssl(e) => write!(f, "OpenSSL: {e}"),
+            ImportError::Io { what, path, error } => {
+                write!(f, "cannot {what} {}: {error}", path.display())
+            }
+            ImportError::Write(e) => write!(f, "{e}"),
+            ImportError::CannotSign(e) => {
+                write!(f, "the CA key was exported but qnetd cannot sign with it: {e}")
+            }
+            ImportError::Nss(e) => write!(f, "{e}"),
+            ImportError::Swap(e) => write!(
+                f,
+                "cannot move the new folder into place: {e}; nothing was changed"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
 /// A key and its certificate taken from the database.
 struct Pair {
     key: PKey<Private>,
     cert: X509,
 }
 
-fn export(nssdb: &Path, nickname: &str, scratch: &Path) -> Result<Pair, String> {
-    let der = nss::export_pkcs12(nssdb, nickname, scratch).map_err(|e| {
+fn export(nssdb: &Path, nickname: &str, scratch: &Path) -> Result<Pair, ImportError> {
+    let der = nss::export_pkcs12(nssdb, nickname, scratch).map_err(|error| {
         // Name what is there, to pick the right --ca-nickname/--server-nickname.
-        let held = match nss::nicknames(nssdb) {
-            Ok(names) if !names.is_empty() => {
-                format!(" (the database holds: {})", names.join(", "))
-            }
-            _ => String::new(),
-        };
-        format!(
-            "cannot export \"{nickname}\" with its key from {}: {e}{held}",
-            nssdb.display()
-        )
+        ImportError::Export {
+            nickname: nickname.into(),
+            nssdb: nssdb.into(),
+            error,
+            held: nss::nicknames(nssdb).unwrap_or_default(),
+        }
     })?;
     let parsed = Pkcs12::from_der(&der)
         .and_then(|p| p.parse2(""))
-        .map_err(|e| format!("cannot read the PKCS#12 export of \"{nickname}\": {e}"))?;
+        .map_err(|error| ImportError::Pkcs12 {
+            nickname: nickname.into(),
+            error,
+        })?;
     match (parsed.pkey, parsed.cert) {
         (Some(key), Some(cert)) => Ok(Pair { key, cert }),
-        _ => Err(format!(
-            "the database in {} has no private key for \"{nickname}\"; qnetd needs the key to \
-             serve TLS (server certificate) and to sign node certificates (CA)",
-            nssdb.display()
-        )),
+        _ => Err(ImportError::NoKey {
+            nickname: nickname.into(),
+            nssdb: nssdb.into(),
+        }),
     }
 }
 
-fn check(ca: &Pair, server: &Pair) -> Result<(), String> {
-    let ossl = |e: openssl::error::ErrorStack| e.to_string();
-    let ca_pub = ca.cert.public_key().map_err(ossl)?;
-    if !ca_pub.public_eq(&ca.key) {
-        return Err("the CA key does not belong to the CA certificate".into());
-    }
-    if !ca.cert.verify(&ca_pub).map_err(ossl)? {
-        return Err("the CA certificate is not self-signed".into());
-    }
-    if !server
-        .cert
-        .public_key()
-        .map_err(ossl)?
-        .public_eq(&server.key)
-    {
-        return Err("the server key does not belong to the server certificate".into());
-    }
-    if !server.cert.verify(&ca_pub).map_err(ossl)? {
-        return Err("the server certificate is not issued by the CA".into());
-    }
-    Ok(())
+fn check(ca: &Pair, server: &Pair) -> Result<Option<Mismatch>, ErrorStack> {
+    let ca_pub = ca.cert.public_key()?;
+    Ok(if !ca_pub.public_eq(&ca.key) {
+        Some(Mismatch::CaKey)
+    } else if !ca.cert.verify(&ca_pub)? {
+        Some(Mismatch::CaNotSelfSigned)
+    } else if !server.cert.public_key()?.public_eq(&server.key) {
+        Some(Mismatch::ServerKey)
+    } else if !server.cert.verify(&ca_pub)? {
+        Some(Mismatch::ServerNotIssuedByCa)
+    } else {
+        None
+    })
 }
 
 /// The PEM files to write, with their names.
-fn pem_files(ca: &Pair, server: &Pair) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
-    let ossl = |e: openssl::error::ErrorStack| e.to_string();
+fn pem_files(ca: &Pair, server: &Pair) -> Result<Vec<(&'static str, Vec<u8>)>, ImportError> {
+    let ossl = ImportError::Openssl;
     let ca_pem = ca.cert.to_pem().map_err(ossl)?;
     Ok(vec![
         (
@@ -128,38 +254,33 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn io_err<'a>(what: &'a str, path: &'a Path) -> impl Fn(std::io::Error) -> String + 'a {
-    move |e| format!("cannot {what} {}: {e}", path.display())
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl Fn(std::io::Error) -> ImportError + 'a {
+    move |error| ImportError::Io {
+        what,
+        path: path.to_path_buf(),
+        error,
+    }
 }
 
 /// Runs the import; returns the lines to print.
-pub fn import(job: &Import) -> Result<Vec<String>, String> {
+pub fn import(job: &Import) -> Result<Vec<String>, ImportError> {
     if !nss::has_db(&job.nssdb) {
-        return Err(format!(
-            "{} holds no NSS database (none of {}); nothing to import",
-            job.nssdb.display(),
-            nss::DB_FILES.join(", ")
-        ));
+        return Err(ImportError::NoDatabase(job.nssdb.clone()));
     }
     let in_place = same_dir(&job.nssdb, &job.dir);
     if !in_place {
         let present = nssdir::pem_files_present(&job.dir);
         if !present.is_empty() {
-            return Err(format!(
-                "{} already holds qnetd key material ({}); nothing was changed",
-                job.dir.display(),
-                present
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            return Err(ImportError::AlreadyHasMaterial {
+                dir: job.dir.clone(),
+                files: present,
+            });
         }
     } else if !nssdir::key_files_present(&job.dir).is_empty() {
-        return Err(format!(
-            "{} already holds qnetd key material next to the NSS database; nothing was changed",
-            job.dir.display()
-        ));
+        return Err(ImportError::AlreadyHasMaterial {
+            dir: job.dir.clone(),
+            files: Vec::new(),
+        });
     }
 
     let parent = job
@@ -172,7 +293,7 @@ pub fn import(job: &Import) -> Result<Vec<String>, String> {
         .dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| format!("{} is not a folder name", job.dir.display()))?;
+        .ok_or_else(|| ImportError::NotAFolder(job.dir.clone()))?;
     // A private scratch folder: the PKCS#12 exports hold private keys.
     let scratch = parent.join(format!(".{name}.qnetd-import"));
     let _ = fs::remove_dir_all(&scratch);
@@ -192,31 +313,30 @@ fn import_via(
     parent: &Path,
     name: &str,
     scratch: &Path,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ImportError> {
     let export_dir = scratch.join("export");
     fs::create_dir(&export_dir).map_err(io_err("create", &export_dir))?;
     let ca = export(&job.nssdb, &job.ca_nickname, &export_dir)?;
     let server = export(&job.nssdb, &job.server_nickname, &export_dir)?;
-    check(&ca, &server).map_err(|e| {
-        format!(
-            "{} cannot be imported: {e}; check the nicknames (--ca-nickname, --server-nickname) \
-             with `certutil -L -d {}`",
-            job.nssdb.display(),
-            job.nssdb.display()
-        )
-    })?;
+    if let Some(what) = check(&ca, &server).map_err(ImportError::Openssl)? {
+        return Err(ImportError::Mismatch {
+            nssdb: job.nssdb.clone(),
+            what,
+        });
+    }
     let files = pem_files(&ca, &server)?;
 
     // Build the new folder's contents in the scratch folder.
     let new = scratch.join("new");
     fs::create_dir(&new).map_err(io_err("create", &new))?;
     for (file, data) in &files {
-        write_new_file(&new.join(file), data, Layout::pem_mode(file)).map_err(|e| e.to_string())?;
+        write_new_file(&new.join(file), data, Layout::pem_mode(file))
+            .map_err(ImportError::Write)?;
     }
     // qnetd must be able to sign node certificates with this CA key.
     Pki::new(&new)
         .issue_client("import-check", 1)
-        .map_err(|e| format!("the CA key was exported but qnetd cannot sign with it: {e}"))?;
+        .map_err(ImportError::CannotSign)?;
 
     let file = |name: &str| -> &[u8] {
         files
@@ -254,7 +374,7 @@ fn import_via(
         }
         for (file, data) in &files {
             write_new_file(&dir.join(file), data, Layout::pem_mode(file))
-                .map_err(|e| e.to_string())?;
+                .map_err(ImportError::Write)?;
         }
         lines.push(format!(
             "Wrote {} to {}; the NSS database in {} was not changed.",
@@ -274,7 +394,7 @@ fn import_via(
         owner: root.then(|| (old_meta.uid(), old_meta.gid())),
         group_write: old_meta.permissions().mode() & 0o020 != 0,
     };
-    nss::create_empty_db(&new).map_err(|e| e.to_string())?;
+    nss::create_empty_db(&new).map_err(ImportError::Nss)?;
     for entry in fs::read_dir(&job.dir).map_err(io_err("read", &job.dir))? {
         let Ok(entry) = entry else { continue };
         let fname = entry.file_name().to_string_lossy().into_owned();
@@ -304,9 +424,7 @@ fn import_via(
     fs::rename(&job.dir, &backup).map_err(io_err("move away", &job.dir))?;
     if let Err(e) = fs::rename(&new, &job.dir) {
         let _ = fs::rename(&backup, &job.dir);
-        return Err(format!(
-            "cannot move the new folder into place: {e}; nothing was changed"
-        ));
+        return Err(ImportError::Swap(e));
     }
     lines.push(format!(
         "{} now holds qnetd's key material and an empty NSS database; the original database \

@@ -74,12 +74,14 @@ pub fn base_settings() -> Settings {
 }
 
 /// [`base_settings`] with the settings file applied (no command line).
-pub fn file_settings() -> Result<Settings, String> {
+pub fn file_settings() -> Result<Settings, crate::ConfigError> {
     let mut s = base_settings();
     if let Some(path) = settings_file() {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read the settings file {}: {e}", path.display()))?;
-        s.apply_toml(&text, &path).map_err(|e| e.to_string())?;
+        let text = std::fs::read_to_string(&path).map_err(|error| crate::ConfigError::Read {
+            path: path.clone(),
+            error,
+        })?;
+        s.apply_toml(&text, &path)?;
     }
     Ok(s)
 }

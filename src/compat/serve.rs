@@ -98,7 +98,7 @@ pub fn run(argv: &[OsString]) -> ExitCode {
 
 /// Refuses to start with TLS on when the folder holds none of qnetd's key
 /// files (qnetd would otherwise create a new CA there), and says what to do.
-pub fn check_tls_material(s: &Settings) -> Result<(), String> {
+pub fn check_tls_material(s: &Settings) -> Result<(), TlsMaterialError> {
     if s.tls == TlsMode::Off {
         return Ok(());
     }
@@ -107,20 +107,52 @@ pub fn check_tls_material(s: &Settings) -> Result<(), String> {
         match dir.join(f).symlink_metadata() {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(format!(
-                    "cannot look into {}: {e} (the folder must be readable by the user \
-                     running the server, group coroqnetd in the package)",
-                    dir.display()
-                ))
+            Err(error) => {
+                return Err(TlsMaterialError::Unreadable {
+                    dir: dir.clone(),
+                    error,
+                })
             }
         }
     }
-    Err(missing_material(dir))
+    Err(if nss::has_db(dir) {
+        TlsMaterialError::OnlyNss(dir.clone())
+    } else {
+        TlsMaterialError::Missing(dir.clone())
+    })
 }
 
-fn missing_material(dir: &Path) -> String {
-    if nss::has_db(dir) {
+/// Why `corosync-qnetd` will not start with TLS.
+#[derive(Debug)]
+pub enum TlsMaterialError {
+    /// The folder cannot be read.
+    Unreadable {
+        dir: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    /// The folder holds corosync-qnetd's NSS database but no PEM files.
+    OnlyNss(std::path::PathBuf),
+    /// The folder holds no key material at all.
+    Missing(std::path::PathBuf),
+}
+
+impl std::fmt::Display for TlsMaterialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsMaterialError::Unreadable { dir, error } => write!(
+                f,
+                "cannot look into {}: {error} (the folder must be readable by the user \
+                 running the server, group coroqnetd in the package)",
+                dir.display()
+            ),
+            TlsMaterialError::OnlyNss(dir) => f.write_str(&missing_material(dir, true)),
+            TlsMaterialError::Missing(dir) => f.write_str(&missing_material(dir, false)),
+        }
+    }
+}
+
+fn missing_material(dir: &Path, has_nss: bool) -> String {
+    if has_nss {
         format!(
             "{d} holds an NSS certificate database but none of qnetd's PEM key files: if \
              corosync-qnetd made it, import its CA and server certificate with `qnetd certs \
