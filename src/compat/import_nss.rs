@@ -79,7 +79,7 @@ pub enum ImportError {
     Export {
         nickname: String,
         nssdb: PathBuf,
-        error: nss::NssError,
+        error: Box<nss::NssError>,
         held: Vec<String>,
     },
     Pkcs12 {
@@ -100,9 +100,9 @@ pub enum ImportError {
         path: PathBuf,
         error: std::io::Error,
     },
-    Write(CertError),
-    CannotSign(CertError),
-    Nss(nss::NssError),
+    Write(Box<CertError>),
+    CannotSign(Box<CertError>),
+    Nss(Box<nss::NssError>),
     Swap(std::io::Error),
 }
 
@@ -194,7 +194,7 @@ fn export(nssdb: &Path, nickname: &str, scratch: &Path) -> Result<Pair, ImportEr
         ImportError::Export {
             nickname: nickname.into(),
             nssdb: nssdb.into(),
-            error,
+            error: Box::new(error),
             held: nss::nicknames(nssdb).unwrap_or_default(),
         }
     })?;
@@ -331,12 +331,12 @@ fn import_via(
     fs::create_dir(&new).map_err(io_err("create", &new))?;
     for (file, data) in &files {
         write_new_file(&new.join(file), data, Layout::pem_mode(file))
-            .map_err(ImportError::Write)?;
+            .map_err(|e| ImportError::Write(Box::new(e)))?;
     }
     // qnetd must be able to sign node certificates with this CA key.
     Pki::new(&new)
         .issue_client("import-check", 1)
-        .map_err(ImportError::CannotSign)?;
+        .map_err(|e| ImportError::CannotSign(Box::new(e)))?;
 
     let file = |name: &str| -> &[u8] {
         files
@@ -374,7 +374,7 @@ fn import_via(
         }
         for (file, data) in &files {
             write_new_file(&dir.join(file), data, Layout::pem_mode(file))
-                .map_err(ImportError::Write)?;
+                .map_err(|e| ImportError::Write(Box::new(e)))?;
         }
         lines.push(format!(
             "Wrote {} to {}; the NSS database in {} was not changed.",
@@ -394,7 +394,7 @@ fn import_via(
         owner: root.then(|| (old_meta.uid(), old_meta.gid())),
         group_write: old_meta.permissions().mode() & 0o020 != 0,
     };
-    nss::create_empty_db(&new).map_err(ImportError::Nss)?;
+    nss::create_empty_db(&new).map_err(|e| ImportError::Nss(Box::new(e)))?;
     for entry in fs::read_dir(&job.dir).map_err(io_err("read", &job.dir))? {
         let Ok(entry) = entry else { continue };
         let fname = entry.file_name().to_string_lossy().into_owned();

@@ -67,15 +67,67 @@ impl Phase {
         }
     }
 
-    pub fn parse(s: &str) -> Result<Phase, String> {
+    pub fn parse(s: &str) -> Result<Phase, UnknownPhase> {
         Phase::ALL
             .into_iter()
             .find(|p| p.label() == s)
-            .ok_or_else(|| {
-                format!("unknown phase '{s}': use idle, slow, garbage, churn, no-read or oversize")
-            })
+            .ok_or_else(|| UnknownPhase(s.to_string()))
     }
 }
+
+/// A phase name that is none of the suite's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownPhase(pub String);
+
+impl std::fmt::Display for UnknownPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown phase '{}': use idle, slow, garbage, churn, no-read or oversize",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownPhase {}
+
+/// Why the suite could not run.
+#[derive(Debug)]
+pub enum FloodError {
+    /// A legitimate node could not join.
+    Join {
+        cluster: String,
+        node: u32,
+        error: ClientError,
+    },
+    /// A legitimate cluster did not reach ACK on both nodes in time.
+    NoAck { cluster: String },
+    /// The legitimate clients' thread or runtime could not start.
+    Thread(std::io::Error),
+    /// The legitimate clients' thread ended before it was ready.
+    ThreadEnded,
+}
+
+impl std::fmt::Display for FloodError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FloodError::Join {
+                cluster,
+                node,
+                error,
+            } => write!(f, "{cluster} node {node}: {error}"),
+            FloodError::NoAck { cluster } => {
+                write!(f, "{cluster}: the nodes did not both get ACK within 10 s")
+            }
+            FloodError::Thread(e) => {
+                write!(f, "cannot start the legitimate clients' thread: {e}")
+            }
+            FloodError::ThreadEnded => f.write_str("the legitimate clients' thread ended early"),
+        }
+    }
+}
+
+impl std::error::Error for FloodError {}
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -273,19 +325,24 @@ async fn legit_pair(
     server: SocketAddr,
     name: &str,
     heartbeat_ms: u32,
-) -> Result<[Client; 2], String> {
+) -> Result<[Client; 2], FloodError> {
     let src = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let join_error = |node, error| FloodError::Join {
+        cluster: name.to_string(),
+        node,
+        error,
+    };
     let (mut a, va) = join_pair_node(server, src, name, 1, heartbeat_ms)
         .await
-        .map_err(|e| format!("{name} node 1: {e}"))?;
+        .map_err(|e| join_error(1, e))?;
     let (mut b, vb) = join_pair_node(server, src, name, 2, heartbeat_ms)
         .await
-        .map_err(|e| format!("{name} node 2: {e}"))?;
+        .map_err(|e| join_error(2, e))?;
     let limit = Duration::from_secs(10);
     if !wait_ack(&mut b, vb, limit).await || !wait_ack(&mut a, va, limit).await {
-        return Err(format!(
-            "{name}: the nodes did not both get ACK within 10 s"
-        ));
+        return Err(FloodError::NoAck {
+            cluster: name.to_string(),
+        });
     }
     Ok([a, b])
 }
@@ -586,7 +643,7 @@ async fn no_read_pair(
 }
 
 /// Runs the suite.
-pub async fn run(opts: &FloodOptions) -> Result<FloodReport, String> {
+pub async fn run(opts: &FloodOptions) -> Result<FloodReport, FloodError> {
     qnetd_core::sys::raise_nofile_limit(None);
     let legit = Arc::new(Legit {
         stop: AtomicBool::new(false),
@@ -600,7 +657,7 @@ pub async fn run(opts: &FloodOptions) -> Result<FloodReport, String> {
     // They run on a runtime of their own (one thread), so that the attack
     // tasks of this process cannot starve them: a late echo must be the
     // server's doing.
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), FloodError>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let legit_thread = {
         let legit = Arc::clone(&legit);
@@ -622,7 +679,7 @@ pub async fn run(opts: &FloodOptions) -> Result<FloodReport, String> {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(format!("cannot start a runtime: {e}")));
+                        let _ = ready_tx.send(Err(FloodError::Thread(e)));
                         return;
                     }
                 };
@@ -646,11 +703,9 @@ pub async fn run(opts: &FloodOptions) -> Result<FloodReport, String> {
                     tasks.abort_all();
                 });
             })
-            .map_err(|e| format!("cannot start the legitimate clients' thread: {e}"))?
+            .map_err(FloodError::Thread)?
     };
-    ready_rx
-        .await
-        .map_err(|_| "the legitimate clients' thread ended early".to_string())??;
+    ready_rx.await.map_err(|_| FloodError::ThreadEnded)??;
 
     let mut reports = Vec::new();
     for (idx, phase) in opts.phases.iter().copied().enumerate() {
