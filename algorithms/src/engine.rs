@@ -14,6 +14,21 @@ pub(crate) use decision::{Decision, View};
 use crate::nodeset::{sorted_ids, NodeSets, SetId};
 use crate::{Action, Ctx, DecisionRecord, Event, NodeId, RestoredVote, RingId, Vote};
 
+/// Test and fuzz builds: a check run on every decision (the test oracle
+/// installs it; this module does not know the tests).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) type DecisionCheck = fn(
+    &[View<'_>],
+    &NodeSets,
+    &BTreeMap<NodeId, Tracked>,
+    (&[Ghost], &[Ghost], &[NodeId]),
+    crate::TieBreaker,
+    &Decision,
+);
+
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) static DECISION_CHECK: std::sync::OnceLock<DecisionCheck> = std::sync::OnceLock::new();
+
 /// What the reply to the triggering message carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
@@ -266,14 +281,16 @@ impl Engine {
             ctx.tie_breaker,
         );
         #[cfg(any(test, feature = "fuzzing"))]
-        crate::sim::oracle::check_engine(
-            views,
-            &self.sets,
-            &self.clients,
-            (&before, &self.ghosts, &back),
-            ctx.tie_breaker,
-            &decision,
-        );
+        if let Some(check) = DECISION_CHECK.get() {
+            check(
+                views,
+                &self.sets,
+                &self.clients,
+                (&before, &self.ghosts, &back),
+                ctx.tie_breaker,
+                &decision,
+            );
+        }
         if let Decision::Winner { record, .. } = &decision {
             self.last_decision = Some(record.clone());
         }

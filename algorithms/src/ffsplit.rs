@@ -82,6 +82,15 @@ use crate::{
     NodeInfo, RestoredVote, Vote,
 };
 
+/// Test and fuzz builds: a check run on every decision (the test oracle
+/// installs it; this module does not know the tests).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) type DecisionCheck =
+    fn(&Ctx<'_>, &[View<'_>], &NodeSets, &[NodeId], Option<&Selection<'_, '_>>);
+
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) static DECISION_CHECK: std::sync::OnceLock<DecisionCheck> = std::sync::OnceLock::new();
+
 /// Where the cluster is in its current voting round.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum ClusterState {
@@ -184,13 +193,15 @@ impl Ffsplit {
             &mut self.scratch,
         );
         #[cfg(any(test, feature = "fuzzing"))]
-        crate::sim::oracle::check_ffsplit(
-            ctx,
-            &views,
-            &self.sets,
-            &self.quorate_partition,
-            selection.as_ref(),
-        );
+        if let Some(check) = DECISION_CHECK.get() {
+            check(
+                ctx,
+                &views,
+                &self.sets,
+                &self.quorate_partition,
+                selection.as_ref(),
+            );
+        }
         let Some(Selection {
             mut best,
             mut reason,

@@ -30,6 +30,12 @@
 pub(crate) mod ffsplit;
 pub(crate) mod lms;
 pub(crate) mod oracle;
+
+/// A cluster whose decisions are checked against the oracles.
+pub(crate) fn new_cluster(kind: crate::AlgorithmKind, tb: crate::TieBreaker) -> crate::Cluster {
+    oracle::install();
+    crate::Cluster::new(kind, tb)
+}
 pub(crate) mod rng;
 #[cfg(test)]
 pub(crate) mod schedules;

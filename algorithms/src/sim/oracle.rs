@@ -24,6 +24,12 @@ thread_local! {
     static CHECKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+/// Makes every decision of this process run its oracle (tests, fuzzing).
+pub(crate) fn install() {
+    let _ = crate::ffsplit::DECISION_CHECK.set(check_ffsplit);
+    let _ = crate::engine::DECISION_CHECK.set(check_engine);
+}
+
 /// Decisions checked against an oracle so far on this thread.
 #[cfg(test)]
 pub(crate) fn checks() -> u64 {

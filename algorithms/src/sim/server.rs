@@ -51,7 +51,7 @@ impl Server {
     /// A server whose cluster is empty, started at time 0.
     pub fn new(kind: AlgorithmKind, tie_breaker: TieBreaker) -> Server {
         Server {
-            cluster: Cluster::new(kind, tie_breaker),
+            cluster: super::new_cluster(kind, tie_breaker),
             now_ms: 0,
             timers: BTreeMap::new(),
             restored: false,
@@ -63,7 +63,7 @@ impl Server {
     /// The server restarts: every connection and the cluster are gone
     /// (the caller drops its clients' connections); the vote memory stays.
     pub fn restart(&mut self) {
-        self.cluster = Cluster::new(self.cluster.algorithm(), self.cluster.tie_breaker());
+        self.cluster = super::new_cluster(self.cluster.algorithm(), self.cluster.tie_breaker());
         self.timers.clear();
         self.restored = false;
         self.hold_until_ms = self.now_ms.saturating_add(RESTART_VOTE_HOLD_MS);
@@ -190,7 +190,7 @@ impl Server {
         self.remember(decision.as_ref());
         if self.cluster.is_empty() {
             // The server drops an empty cluster.
-            self.cluster = Cluster::new(self.cluster.algorithm(), self.cluster.tie_breaker());
+            self.cluster = super::new_cluster(self.cluster.algorithm(), self.cluster.tie_breaker());
             self.timers.clear();
             self.restored = false;
         }

@@ -6,7 +6,7 @@ use crate::{
 };
 
 fn cluster(kind: AlgorithmKind, tb: TieBreaker, ids: &[NodeId]) -> Cluster {
-    let mut c = Cluster::new(kind, tb);
+    let mut c = crate::sim::new_cluster(kind, tb);
     for &id in ids {
         c.join(id, kind, tb, r(1, 4), 8000, true, 0).unwrap();
         let o = c.handle(

@@ -20,7 +20,7 @@ struct T {
 impl T {
     fn new(tb: TieBreaker) -> Self {
         T {
-            c: Cluster::new(AlgorithmKind::Ffsplit, tb),
+            c: crate::sim::new_cluster(AlgorithmKind::Ffsplit, tb),
             now: 0,
         }
     }

@@ -16,7 +16,7 @@ struct T {
 impl T {
     fn new(tb: TieBreaker, config: &[NodeId]) -> Self {
         T {
-            c: Cluster::new(AlgorithmKind::Lms, tb),
+            c: crate::sim::new_cluster(AlgorithmKind::Lms, tb),
             config: config.to_vec(),
         }
     }

@@ -20,7 +20,7 @@ struct T {
 impl T {
     fn new(kind: AlgorithmKind, tb: TieBreaker, config: &[NodeId]) -> Self {
         T {
-            c: Cluster::new(kind, tb),
+            c: crate::sim::new_cluster(kind, tb),
             kind,
             config: config.to_vec(),
         }

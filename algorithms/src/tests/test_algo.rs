@@ -1,10 +1,10 @@
 //! Tests of the test algorithm (`crate::test_algo`).
 
-use crate::{AlgorithmKind, Cluster, Event, Heuristics, NodeInfo, RingId, TieBreaker, Vote};
+use crate::{AlgorithmKind, Event, Heuristics, NodeInfo, RingId, TieBreaker, Vote};
 
 #[test]
 fn membership_gets_ack_and_config_no_change() {
-    let mut c = Cluster::new(AlgorithmKind::Test, TieBreaker::Lowest);
+    let mut c = crate::sim::new_cluster(AlgorithmKind::Test, TieBreaker::Lowest);
     c.join(
         1,
         AlgorithmKind::Test,
@@ -46,7 +46,7 @@ fn membership_gets_ack_and_config_no_change() {
 /// `docs/safety-testing.md`.
 #[test]
 fn two_rings_both_get_ack_by_design() {
-    let mut c = Cluster::new(AlgorithmKind::Test, TieBreaker::Lowest);
+    let mut c = crate::sim::new_cluster(AlgorithmKind::Test, TieBreaker::Lowest);
     let config = vec![NodeInfo::new(1), NodeInfo::new(2)];
     for (node, ring) in [(1, RingId::new(1, 8)), (2, RingId::new(2, 8))] {
         c.join(

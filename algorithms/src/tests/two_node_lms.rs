@@ -15,7 +15,7 @@ struct T {
 impl T {
     fn new(tb: TieBreaker) -> Self {
         T {
-            c: Cluster::new(AlgorithmKind::TwoNodeLms, tb),
+            c: crate::sim::new_cluster(AlgorithmKind::TwoNodeLms, tb),
         }
     }
 
