@@ -5,79 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::{
-    new_algorithm, Action, AlgoError, Algorithm, AlgorithmKind, Ctx, DecisionRecord, Event,
-    Heuristics, NodeId, NodeInfo, RingId, TieBreaker, Vote,
+use crate::algorithm::{
+    Action, AlgoError, Algorithm, AlgorithmKind, ClientInfo, Ctx, DecisionRecord, Event, NodeId,
+    RingId, TieBreaker, Vote,
 };
-
-/// What the server knows about one connected, initialised client.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientInfo {
-    pub node_id: NodeId,
-    pub heartbeat_ms: u32,
-    /// Keep-active-partition tie-breaker enabled for this client.
-    pub kap: bool,
-    /// The configured node list; `None` until the client sent one.
-    pub config: Option<Vec<NodeInfo>>,
-    pub config_version: Option<u64>,
-    /// The last membership list; `None` until the client sent one.
-    pub membership: Option<Vec<NodeInfo>>,
-    /// The ring id from INIT or from the last membership list.
-    pub ring: RingId,
-    /// The last quorum list and its quorate flag; `None` until sent.
-    pub quorum: Option<(bool, Vec<NodeInfo>)>,
-    /// Heuristics result that came with the last membership list.
-    pub membership_heuristics: Heuristics,
-    /// Heuristics result of the last HEURISTICS_CHANGE.
-    pub regular_heuristics: Heuristics,
-    /// The most recent of the two above.
-    pub heuristics: Heuristics,
-    /// The last vote sent to the client, in a reply or a VOTE_INFO.
-    pub last_vote: Option<Vote>,
-    /// The last ACK or NACK sent to the client.
-    pub last_ack_nack: Option<Vote>,
-    /// When the last vote was sent (the caller's clock, ms).
-    pub last_vote_ms: Option<u64>,
-}
-
-impl ClientInfo {
-    fn new(node_id: NodeId, ring: RingId, heartbeat_ms: u32, kap: bool) -> Self {
-        ClientInfo {
-            node_id,
-            heartbeat_ms,
-            kap,
-            config: None,
-            config_version: None,
-            membership: None,
-            ring,
-            quorum: None,
-            membership_heuristics: Heuristics::Undefined,
-            regular_heuristics: Heuristics::Undefined,
-            heuristics: Heuristics::Undefined,
-            last_vote: None,
-            last_ack_nack: None,
-            last_vote_ms: None,
-        }
-    }
-
-    /// The config list, or an empty slice when none was received.
-    pub fn config_nodes(&self) -> &[NodeInfo] {
-        self.config.as_deref().unwrap_or(&[])
-    }
-
-    /// The membership list, or an empty slice when none was received.
-    pub fn membership_nodes(&self) -> &[NodeInfo] {
-        self.membership.as_deref().unwrap_or(&[])
-    }
-
-    fn record_vote(&mut self, vote: Vote, now_ms: u64) {
-        self.last_vote = Some(vote);
-        self.last_vote_ms = Some(now_ms);
-        if matches!(vote, Vote::Ack | Vote::Nack) {
-            self.last_ack_nack = Some(vote);
-        }
-    }
-}
 
 /// Why a client may not join a cluster (INIT_REPLY error codes 15–17).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,7 +142,7 @@ impl Cluster {
 
     /// Hands the vote holder remembered across a restart to the algorithm
     /// (call it after the first client joined).
-    pub fn restore(&mut self, restored: &crate::RestoredVote) {
+    pub fn restore(&mut self, restored: &crate::algorithm::RestoredVote) {
         self.algorithm.restore(restored);
     }
 
@@ -353,5 +284,15 @@ pub fn action_target(a: &Action) -> NodeId {
         Action::SendVoteInfo { node, .. }
         | Action::ArmTimer { node, .. }
         | Action::CancelTimer { node } => *node,
+    }
+}
+
+/// Creates the algorithm of the given kind with empty state.
+pub fn new_algorithm(kind: AlgorithmKind) -> Box<dyn Algorithm> {
+    match kind {
+        AlgorithmKind::Test => Box::new(crate::test_algo::TestAlgorithm),
+        AlgorithmKind::Ffsplit => Box::new(crate::ffsplit::Ffsplit::default()),
+        AlgorithmKind::TwoNodeLms => Box::new(crate::two_node_lms::TwoNodeLms::default()),
+        AlgorithmKind::Lms => Box::new(crate::lms::Lms::default()),
     }
 }

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use decision::{collect_views, decide, prune_ghosts};
 pub(crate) use decision::{Decision, View};
 
+use crate::algorithm::{Action, Ctx, DecisionRecord, Event, NodeId, RestoredVote, RingId, Vote};
 use crate::nodeset::{sorted_ids, NodeSets, SetId};
-use crate::{Action, Ctx, DecisionRecord, Event, NodeId, RestoredVote, RingId, Vote};
 
 /// Test and fuzz builds: a check run on every decision (the test oracle
 /// installs it; this module does not know the tests).
@@ -22,7 +22,7 @@ pub(crate) type DecisionCheck = fn(
     &NodeSets,
     &BTreeMap<NodeId, Tracked>,
     (&[Ghost], &[Ghost], &[NodeId]),
-    crate::TieBreaker,
+    crate::algorithm::TieBreaker,
     &Decision,
 );
 

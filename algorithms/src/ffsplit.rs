@@ -76,11 +76,11 @@ pub(crate) use decision::preferred_node;
 use decision::{evaluate, Scratch, Trigger};
 pub(crate) use decision::{Selection, View};
 
-use crate::nodeset::{sorted_ids, NodeSets, SetId};
-use crate::{
+use crate::algorithm::{
     contains_node, Action, AlgoError, Algorithm, AlgorithmKind, Ctx, DecisionRecord, Event, NodeId,
     NodeInfo, RestoredVote, Vote,
 };
+use crate::nodeset::{sorted_ids, NodeSets, SetId};
 
 /// Test and fuzz builds: a check run on every decision (the test oracle
 /// installs it; this module does not know the tests).

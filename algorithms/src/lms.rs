@@ -96,7 +96,7 @@
 //! reconnected (a new connection stops the vote until the server answers).
 //! Nothing bounds that in time. When the server restarts, every client
 //! loses it at once, so the server seeds a new cluster with the partition
-//! that last held the vote ([`RestoredVote`](crate::RestoredVote); its
+//! that last held the vote ([`RestoredVote`](crate::algorithm::RestoredVote); its
 //! `hold_until_ms` is not used here) and treats each of its nodes as
 //! possibly still voting: no ring gets ACK while one of them may be voting
 //! for another ring. Such a node stops counting when
@@ -118,15 +118,15 @@
 //! the whole cluster after all its clients were gone (the server drops an
 //! empty cluster and seeds the next one the same way). The server remembers
 //! a decision's winner only once its ACK is granted
-//! ([`DecisionRecord::remembered_holder`](crate::DecisionRecord::remembered_holder)).
+//! ([`DecisionRecord::remembered_holder`](crate::algorithm::DecisionRecord::remembered_holder)).
 //!
 //! **Limit.** An lms client that departs during normal operation is still
 //! treated as holding NACK (only 2nodelms keeps departed holders as ghosts):
 //! with `wait_for_all`, a re-decision after such a departure can give a
 //! second partition ACK (docs/safety-testing.md, finding 2).
 
+use crate::algorithm::{Action, AlgoError, Algorithm, AlgorithmKind, Ctx, Event, NodeId, Vote};
 use crate::engine::{Engine, Reply};
-use crate::{Action, AlgoError, Algorithm, AlgorithmKind, Ctx, Event, NodeId, Vote};
 
 /// The lms algorithm: the vote engine described above, in which departed
 /// clients hold NACK.
@@ -140,11 +140,11 @@ impl Algorithm for Lms {
         AlgorithmKind::Lms
     }
 
-    fn take_decision(&mut self) -> Option<crate::DecisionRecord> {
+    fn take_decision(&mut self) -> Option<crate::algorithm::DecisionRecord> {
         self.engine.take_decision()
     }
 
-    fn restore(&mut self, restored: &crate::RestoredVote) {
+    fn restore(&mut self, restored: &crate::algorithm::RestoredVote) {
         self.engine.restore(restored);
     }
 

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::{NodeId, NodeInfo};
+use crate::algorithm::{NodeId, NodeInfo};
 
 /// Sorted, distinct node ids.
 pub(crate) fn sorted_ids(ids: impl Iterator<Item = NodeId>) -> Vec<NodeId> {

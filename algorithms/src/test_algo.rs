@@ -3,7 +3,7 @@
 //! give the vote to several partitions at once; the client only uses it when
 //! started with `net_test_algorithm_enabled=on`.
 
-use crate::{Action, AlgoError, Algorithm, AlgorithmKind, Ctx, Event, NodeId, Vote};
+use crate::algorithm::{Action, AlgoError, Algorithm, AlgorithmKind, Ctx, Event, NodeId, Vote};
 
 #[derive(Debug, Default)]
 pub struct TestAlgorithm;

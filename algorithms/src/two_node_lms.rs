@@ -63,8 +63,8 @@
 //! healthy two-node ring dies, its peer reports a new ring without it, which
 //! ends the ghost's ring, and the survivor gets ACK.
 
+use crate::algorithm::{Action, AlgoError, Algorithm, AlgorithmKind, Ctx, Event, NodeId, Vote};
 use crate::engine::{Engine, Reply};
-use crate::{Action, AlgoError, Algorithm, AlgorithmKind, Ctx, Event, NodeId, Vote};
 
 /// The 2nodelms algorithm: the lms vote engine whose departed ACK holders are
 /// kept as ghosts.
@@ -86,11 +86,11 @@ impl Algorithm for TwoNodeLms {
         AlgorithmKind::TwoNodeLms
     }
 
-    fn take_decision(&mut self) -> Option<crate::DecisionRecord> {
+    fn take_decision(&mut self) -> Option<crate::algorithm::DecisionRecord> {
         self.engine.take_decision()
     }
 
-    fn restore(&mut self, restored: &crate::RestoredVote) {
+    fn restore(&mut self, restored: &crate::algorithm::RestoredVote) {
         self.engine.restore(restored);
     }
 

@@ -74,12 +74,14 @@ pub fn base_settings() -> Settings {
 }
 
 /// [`base_settings`] with the settings file applied (no command line).
-pub fn file_settings() -> Result<Settings, crate::ConfigError> {
+pub fn file_settings() -> Result<Settings, crate::serve_cmd::ConfigError> {
     let mut s = base_settings();
     if let Some(path) = settings_file() {
-        let text = std::fs::read_to_string(&path).map_err(|error| crate::ConfigError::Read {
-            path: path.clone(),
-            error,
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            crate::serve_cmd::ConfigError::Read {
+                path: path.clone(),
+                error,
+            }
         })?;
         s.apply_toml(&text, &path)?;
     }

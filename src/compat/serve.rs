@@ -23,6 +23,7 @@ use qnetd_certs::nss;
 use qnetd_core::config::{Settings, TlsMode};
 
 use super::getopt::{self, Opt, Style};
+use crate::serve_cmd::{serve, ServeCli, ServeMode};
 
 fn usage() {
     println!("usage: corosync-qnetd [-46dfhv] [-l listen_addr] [-p listen_port] [-s tls]");
@@ -41,7 +42,7 @@ pub fn run(argv: &[OsString]) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_default();
     // The same options for `qnetd serve`, which parses and checks them.
-    let mut serve_args: Vec<OsString> = vec!["corosync-qnetd".into(), "serve".into()];
+    let mut serve_args: Vec<OsString> = vec!["corosync-qnetd".into()];
     for opt in opts {
         match opt {
             Opt::Known('v', _) => {
@@ -75,25 +76,26 @@ pub fn run(argv: &[OsString]) -> ExitCode {
         serve_args.push("--config".into());
         serve_args.push(file.into());
     }
-    let cli = match crate::Cli::try_parse_from(serve_args) {
-        Ok(cli) => cli,
+    let args = match ServeCli::try_parse_from(serve_args) {
+        Ok(cli) => cli.args,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(2);
         }
     };
-    let crate::Command::Serve(args) = cli.command else {
-        return ExitCode::from(2);
-    };
-    crate::serve(
+    serve(
         args,
-        crate::ServeMode {
+        ServeMode {
             prog: "corosync-qnetd",
             base: super::base_settings(),
             daemon_unless_foreground: true,
-            tls_check: Some(check_tls_material),
+            tls_check: Some(check_tls_material_boxed),
         },
     )
+}
+
+fn check_tls_material_boxed(s: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    check_tls_material(s).map_err(Into::into)
 }
 
 /// Refuses to start with TLS on when the folder holds none of qnetd's key
@@ -150,6 +152,8 @@ impl std::fmt::Display for TlsMaterialError {
         }
     }
 }
+
+impl std::error::Error for TlsMaterialError {}
 
 fn missing_material(dir: &Path, has_nss: bool) -> String {
     if has_nss {

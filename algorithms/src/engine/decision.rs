@@ -19,11 +19,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Ghost, Tracked};
-use crate::nodeset::{NodeSets, SetId};
-use crate::{
+use crate::algorithm::{
     heuristics_score, Ctx, DecisionRecord, Event, Heuristics, NodeId, NodeInfo, PartitionScore,
     RingId, TieBreaker,
 };
+use crate::nodeset::{NodeSets, SetId};
 
 /// A ready client as the decision sees it, with the triggering event's data.
 #[derive(Clone, Copy, Debug)]

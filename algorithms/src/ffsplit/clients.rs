@@ -4,8 +4,8 @@
 
 use super::decision::{Trigger, View};
 use super::Ffsplit;
+use crate::algorithm::{ClientInfo, Ctx, NodeId, NodeInfo};
 use crate::nodeset::SetId;
-use crate::{ClientInfo, Ctx, NodeId, NodeInfo};
 
 impl Ffsplit {
     /// Makes the per-client table match the cluster's clients.

@@ -23,10 +23,10 @@
 //! (`crate::sim::oracle`) and every decision of the tests, the randomized
 //! schedules and the fuzz target is checked against it.
 
-use crate::nodeset::{NodeSets, SetId};
-use crate::{
+use crate::algorithm::{
     heuristics_score, Ctx, Heuristics, NodeId, NodeInfo, PartitionScore, RingId, TieBreaker,
 };
+use crate::nodeset::{NodeSets, SetId};
 
 /// One client's view as a decision sees it: the event's data for the
 /// triggering client, the stored fields for everybody else.
