@@ -93,6 +93,10 @@ all_nodes() { seq -s, 1 "$1"; }
 check_healthy() {
     local n=$1 ev=$2 all members
     all=$(all_nodes "$n"); members="[$all]"
+    # votequorum counts a qdevice's ACK at its next poll: wait (bounded) for
+    # every node to count it before the snapshot below
+    wait_until "all nodes count $ev votes, the qdevice's included" 30 \
+        "[.node_status[] | ((.total_votes | tostring) == \"$ev\" and .qdevice_flags == \"A,V,NMW\")] | all"
     take_status
     assert_node_field "$all" quorate true
     assert_node_field "$all" members "$members"
