@@ -13,6 +13,7 @@ use qnetd_core::status::{self, ServerFacts, ServerStatus};
 use qnetd_core::telemetry;
 use tracing::warn;
 
+use crate::handshake::HandshakePool;
 use crate::tls::TlsContext;
 
 /// State shared by the server's tasks.
@@ -32,6 +33,8 @@ pub struct ServerCtx {
     refused: RefusalLog,
     /// Connections closed since memory was last trimmed.
     pub(crate) closed_since_trim: AtomicUsize,
+    /// The TLS handshake workers and the accept loop's pacing.
+    pub handshakes: HandshakePool,
 }
 
 impl ServerCtx {
@@ -51,6 +54,7 @@ impl ServerCtx {
             per_address: Mutex::new(HashMap::new()),
             refused: RefusalLog::default(),
             closed_since_trim: AtomicUsize::new(0),
+            handshakes: HandshakePool::for_this_machine(),
         }
     }
 
