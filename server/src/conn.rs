@@ -45,7 +45,7 @@ use tokio::time::{timeout, Sleep};
 use tracing::debug;
 
 use crate::ctx::ServerCtx;
-use crate::handshake::{PoolStopped, Priority, StepHandle};
+use crate::handshake::{Newcomer, PoolStopped, Priority, StepHandle};
 use crate::tls::{HandshakeStep, TlsConn, TlsReadEnd};
 
 /// Scratch space for one read from the socket (and then for the plaintext
@@ -93,6 +93,9 @@ struct Conn {
     written: usize,
     /// The last read filled the scratch buffer: let the others run first.
     yield_next: bool,
+    /// Counted by the accept loop's gate until TLS is established or INIT
+    /// done (see `crate::handshake`).
+    newcomer: Option<Newcomer>,
     ctx: Arc<ServerCtx>,
 }
 
@@ -201,6 +204,7 @@ pub(crate) fn serve(
         out: Vec::new(),
         written: 0,
         yield_next: false,
+        newcomer: Some(ctx.handshakes.newcomer()),
         ctx,
     };
     async move {
@@ -219,6 +223,11 @@ impl Conn {
         loop {
             if std::mem::take(&mut self.yield_next) {
                 tokio::task::yield_now().await;
+            }
+            if self.newcomer.is_some()
+                && (matches!(self.tls, Tls::On(_)) || self.session.node_id().is_some())
+            {
+                self.newcomer = None;
             }
             self.collect_output();
             if self.session.poll_close().is_some() {

@@ -1,7 +1,7 @@
 //! Handshake admission: the CPU-heavy steps of TLS handshakes run on a few
 //! worker threads of their own, at a lower CPU priority than the async
 //! runtime that serves established connections, and the accept loop takes
-//! new connections only while the handshake queue has room.
+//! new connections only while the server can finish their handshakes soon.
 //!
 //! Why: a TLS handshake costs the server about a millisecond of CPU (the
 //! signature, the client certificate's verification, the key exchange), an
@@ -18,9 +18,18 @@
 //!   before the first step of a new one ([`Priority::Start`]): finishing
 //!   what was started frees a client sooner than starting another;
 //! - the accept loop waits ([`HandshakePool::wait_for_room`]) while
-//!   [`HandshakePool::queue_limit`] steps are queued; the kernel's listen
+//!   [`HandshakePool::queue_limit`] steps are queued, or while
+//!   [`NEWCOMERS_PER_WORKER`] connections per worker accepted within the
+//!   last [`NEWCOMER_WINDOW`] are still in their handshake (from accept to
+//!   TLS established or INIT done, see [`Newcomer`]); the kernel's listen
 //!   backlog holds the connections not accepted yet, so the server only
-//!   takes what it can finish before the clients give up;
+//!   takes what it can finish before the clients give up, and clients do
+//!   not pile up half-way (a client that shares its CPU with others, like
+//!   a load generator, answers later the more handshakes it has under
+//!   way). A newcomer stops counting after [`NEWCOMER_WINDOW`] even if its
+//!   handshake is not done: a client that stalls (or an attacker's idle
+//!   socket) holds a place for at most that long; the connected clients
+//!   are never affected by the gate;
 //! - a connection whose step is queued waits for the server, not for its
 //!   client: its driver tells its session so
 //!   (`Session::handle_server_wait`/`handle_server_resume`), which stops
@@ -34,9 +43,10 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify};
 use tracing::{debug, warn};
@@ -50,6 +60,14 @@ pub const WORKER_NICE: i32 = 10;
 /// Queued steps per worker thread before the accept loop waits: a few
 /// milliseconds of work, so an accepted client is never queued for long.
 pub const QUEUE_PER_WORKER: usize = 32;
+
+/// Connections per worker thread that may be in their handshake at once
+/// (see [`Newcomer`]): enough to keep the workers busy while clients take
+/// their round trips, few enough that every one finishes quickly.
+pub const NEWCOMERS_PER_WORKER: usize = 64;
+
+/// How long a newcomer counts against [`NEWCOMERS_PER_WORKER`] at most.
+pub const NEWCOMER_WINDOW: Duration = Duration::from_secs(1);
 
 /// Which queue a step goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,15 +110,83 @@ struct Shared {
     work: Condvar,
     /// Steps queued and not yet taken by a worker.
     queued: AtomicUsize,
-    /// Wakes the accept loop when the queue has room again.
+    /// Wakes the accept loop when the queue has room again, or a newcomer
+    /// finished its handshake.
     room: Notify,
     stop: AtomicBool,
     limit: usize,
+    /// Newcomers in admission order, with their state (see [`Newcomer`]).
+    newcomers: Mutex<VecDeque<(Instant, Arc<AtomicU8>)>>,
+    /// Newcomers still counting.
+    busy: AtomicUsize,
+    newcomer_limit: usize,
+    /// How long a newcomer counts at most ([`NEWCOMER_WINDOW`]).
+    window: Duration,
 }
+
+/// States of a newcomer's slot.
+const BUSY: u8 = 0;
+const DONE: u8 = 1;
+const EXPIRED: u8 = 2;
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends a newcomer's count (whoever comes first: its handshake, or
+    /// its window).
+    fn release(&self, state: &AtomicU8, to: u8) -> bool {
+        if state
+            .compare_exchange(BUSY, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.busy.fetch_sub(1, Ordering::AcqRel);
+            self.room.notify_waiters();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Expires the newcomers whose window is over; returns when the next
+    /// one's ends.
+    fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut q = self.newcomers.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((at, state)) = q.front() {
+            let end = *at + self.window;
+            if state.load(Ordering::Acquire) == BUSY && end > now {
+                return Some(end);
+            }
+            self.release(state, EXPIRED);
+            q.pop_front();
+        }
+        None
+    }
+}
+
+/// A connection in its handshake, counted by the accept loop's gate (see
+/// the module documentation) until [`Newcomer::done`] or drop.
+#[derive(Debug)]
+pub struct Newcomer {
+    shared: Arc<Shared>,
+    state: Arc<AtomicU8>,
+}
+
+impl Newcomer {
+    /// The handshake is over (TLS established, or INIT done).
+    pub fn done(self) {}
+}
+
+impl Drop for Newcomer {
+    fn drop(&mut self) {
+        self.shared.release(&self.state, DONE);
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
     }
 }
 
@@ -113,8 +199,18 @@ pub struct HandshakePool {
 impl HandshakePool {
     /// Starts `workers` threads (at least one) that run queued steps at
     /// [`WORKER_NICE`]; the accept loop waits while `queue_limit` steps are
-    /// queued.
-    pub fn new(workers: usize, queue_limit: usize) -> HandshakePool {
+    /// queued or `newcomer_limit` newcomers are in their handshake.
+    pub fn new(workers: usize, queue_limit: usize, newcomer_limit: usize) -> HandshakePool {
+        HandshakePool::with_window(workers, queue_limit, newcomer_limit, NEWCOMER_WINDOW)
+    }
+
+    /// [`HandshakePool::new`] with another newcomer window.
+    fn with_window(
+        workers: usize,
+        queue_limit: usize,
+        newcomer_limit: usize,
+        window: Duration,
+    ) -> HandshakePool {
         let workers = workers.max(1);
         let shared = Arc::new(Shared {
             queues: Mutex::new(Queues::default()),
@@ -123,6 +219,10 @@ impl HandshakePool {
             room: Notify::new(),
             stop: AtomicBool::new(false),
             limit: queue_limit.max(1),
+            newcomers: Mutex::new(VecDeque::new()),
+            busy: AtomicUsize::new(0),
+            newcomer_limit: newcomer_limit.max(1),
+            window,
         });
         let mut started = 0;
         for i in 0..workers {
@@ -152,7 +252,7 @@ impl HandshakePool {
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
-        HandshakePool::new(cpus, cpus * QUEUE_PER_WORKER)
+        HandshakePool::new(cpus, cpus * QUEUE_PER_WORKER, cpus * NEWCOMERS_PER_WORKER)
     }
 
     /// Queues `work`; the returned handle yields its result once a worker
@@ -198,17 +298,44 @@ impl HandshakePool {
         self.shared.limit
     }
 
+    /// Newcomers counting against the gate now.
+    pub fn newcomers(&self) -> usize {
+        self.shared.busy.load(Ordering::Acquire)
+    }
+
+    /// Counts a connection just accepted until its handshake is over (or
+    /// [`NEWCOMER_WINDOW`] passed).
+    pub fn newcomer(&self) -> Newcomer {
+        let state = Arc::new(AtomicU8::new(BUSY));
+        self.shared.busy.fetch_add(1, Ordering::AcqRel);
+        self.shared
+            .newcomers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back((Instant::now(), Arc::clone(&state)));
+        Newcomer {
+            shared: Arc::clone(&self.shared),
+            state,
+        }
+    }
+
     /// Waits until fewer than [`HandshakePool::queue_limit`] steps are
-    /// queued (at once if so already).
+    /// queued and the newcomers leave room (at once if so already).
     pub async fn wait_for_room(&self) {
         loop {
             let notified = self.shared.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.queued() < self.shared.limit {
+            let next_expiry = self.shared.expire(Instant::now());
+            if self.queued() < self.shared.limit && self.newcomers() < self.shared.newcomer_limit {
                 return;
             }
-            notified.await;
+            match next_expiry {
+                Some(t) => {
+                    let _ = tokio::time::timeout_at(t.into(), notified).await;
+                }
+                None => notified.await,
+            }
         }
     }
 }
@@ -292,7 +419,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_steps_and_returns_results() {
-        let pool = HandshakePool::new(2, 8);
+        let pool = HandshakePool::new(2, 8, 8);
         let a = pool.run(Priority::Start, || 1 + 1);
         let b = pool.run(Priority::Finish, || "done");
         assert_eq!(a.await, Ok(2));
@@ -302,7 +429,7 @@ mod tests {
 
     #[tokio::test]
     async fn finishing_steps_go_first_and_the_queue_paces_accepts() {
-        let pool = HandshakePool::new(1, 2);
+        let pool = HandshakePool::new(1, 2, 8);
         // Hold the only worker until released.
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let (running_tx, running_rx) = mpsc::channel::<()>();
@@ -331,8 +458,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn newcomers_in_their_handshake_pace_accepts() {
+        let pool = HandshakePool::with_window(1, 8, 2, Duration::from_secs(3600));
+        let a = pool.newcomer();
+        let _b = pool.newcomer();
+        assert_eq!(pool.newcomers(), 2);
+        let wait = tokio::time::timeout(Duration::from_millis(20), pool.wait_for_room()).await;
+        assert!(wait.is_err(), "no room while two newcomers are busy");
+        a.done();
+        tokio::time::timeout(Duration::from_secs(30), pool.wait_for_room())
+            .await
+            .expect("room once one finished");
+        assert_eq!(pool.newcomers(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_newcomer_counts_for_its_window_only() {
+        let pool = HandshakePool::with_window(1, 8, 2, Duration::from_millis(50));
+        let a = pool.newcomer();
+        let _b = pool.newcomer();
+        tokio::time::timeout(Duration::from_secs(30), pool.wait_for_room())
+            .await
+            .expect("room once the window of the stalled ones is over");
+        assert_eq!(pool.newcomers(), 0, "both expired");
+        drop(a);
+        assert_eq!(
+            pool.newcomers(),
+            0,
+            "an expired newcomer is not counted twice"
+        );
+    }
+
+    #[tokio::test]
     async fn a_step_whose_connection_is_gone_is_not_run() {
-        let pool = HandshakePool::new(1, 8);
+        let pool = HandshakePool::new(1, 8, 8);
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let (running_tx, running_rx) = mpsc::channel::<()>();
         let blocker = pool.run(Priority::Start, move || {
@@ -352,7 +511,7 @@ mod tests {
 
     #[tokio::test]
     async fn queued_steps_end_when_the_pool_stops() {
-        let pool = HandshakePool::new(1, 8);
+        let pool = HandshakePool::new(1, 8, 8);
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let (running_tx, running_rx) = mpsc::channel::<()>();
         let blocker = pool.run(Priority::Start, move || {
