@@ -3,8 +3,7 @@
 //! the algorithm on an event and then stores the event's data, in the order
 //! the reference server does (the algorithm sees the previous state).
 
-use std::collections::BTreeMap;
-
+use crate::vecmap::VecMap;
 use crate::{
     new_algorithm, Action, AlgoError, Algorithm, AlgorithmKind, Ctx, DecisionRecord, Event,
     Heuristics, NodeId, NodeInfo, RingId, TieBreaker, Vote,
@@ -116,7 +115,7 @@ pub struct Outcome {
 pub struct Cluster {
     kind: AlgorithmKind,
     tie_breaker: TieBreaker,
-    clients: BTreeMap<NodeId, ClientInfo>,
+    clients: VecMap<NodeId, ClientInfo>,
     algorithm: Box<dyn Algorithm>,
 }
 
@@ -126,7 +125,7 @@ impl Cluster {
         Cluster {
             kind,
             tie_breaker,
-            clients: BTreeMap::new(),
+            clients: VecMap::new(),
             algorithm: new_algorithm(kind),
         }
     }
@@ -139,7 +138,7 @@ impl Cluster {
         self.tie_breaker
     }
 
-    pub fn clients(&self) -> &BTreeMap<NodeId, ClientInfo> {
+    pub fn clients(&self) -> &VecMap<NodeId, ClientInfo> {
         &self.clients
     }
 

@@ -6,12 +6,11 @@
 
 mod decision;
 
-use std::collections::BTreeMap;
-
 use decision::{collect_views, decide, prune_ghosts};
 pub(crate) use decision::{Decision, View};
 
 use crate::nodeset::{sorted_ids, NodeSets, SetId};
+use crate::vecmap::VecMap;
 use crate::{Action, Ctx, DecisionRecord, Event, NodeId, RestoredVote, RingId, Vote};
 
 /// What the reply to the triggering message carries.
@@ -93,7 +92,7 @@ enum Want {
 /// Cluster-wide vote engine: decides, gates ACKs, and pushes VOTE_INFOs.
 #[derive(Debug, Default)]
 pub(crate) struct Engine {
-    clients: BTreeMap<NodeId, Tracked>,
+    clients: VecMap<NodeId, Tracked>,
     ghosts: Vec<Ghost>,
     /// The clients' membership lists, interned.
     sets: NodeSets,
@@ -168,7 +167,7 @@ impl Engine {
             Event::Membership { nodes, .. } => Some(self.sets.intern(nodes)),
             _ => None,
         };
-        let t = self.clients.entry(node).or_default();
+        let t = self.clients.get_or_default(node);
         match event {
             Event::Membership { .. } => {
                 // The client stopped voting before sending a new list, and it

@@ -66,8 +66,6 @@
 //! in `ffsplit/decision.rs`, in O(n log n) for n clients over lists interned
 //! when they arrive (`ffsplit/clients.rs`); the voting round is here.
 
-use std::collections::BTreeMap;
-
 mod clients;
 mod decision;
 
@@ -77,6 +75,7 @@ use decision::{evaluate, Scratch, Trigger};
 pub(crate) use decision::{Selection, View};
 
 use crate::nodeset::{sorted_ids, NodeSets, SetId};
+use crate::vecmap::VecMap;
 use crate::{
     contains_node, Action, AlgoError, Algorithm, AlgorithmKind, Ctx, DecisionRecord, Event, NodeId,
     NodeInfo, RestoredVote, Vote,
@@ -124,6 +123,10 @@ struct ClientData {
     membership: Option<SetId>,
 }
 
+/// Clusters with more participants than this keep the decision's buffers
+/// between decisions.
+const SCRATCH_KEPT_FROM: usize = 8;
+
 /// The ffsplit algorithm's state for one cluster.
 #[derive(Debug, Default)]
 pub struct Ffsplit {
@@ -133,7 +136,7 @@ pub struct Ffsplit {
     /// by the KAP rule.
     quorate_partition: Vec<NodeId>,
     /// Data of every client of the cluster, by node id.
-    clients: BTreeMap<NodeId, ClientData>,
+    clients: VecMap<NodeId, ClientData>,
     /// The decision of the last call, for the decision log.
     last_decision: Option<DecisionRecord>,
     /// The pre-restart holder while its hold is in force (its members
@@ -183,6 +186,12 @@ impl Ffsplit {
             &self.quorate_partition,
             &mut self.scratch,
         );
+        // Small clusters (most of an arbitrator's) do not keep the
+        // decision's buffers between decisions: thousands of them would
+        // hold more memory than the few allocations cost (BENCHMARKS.md).
+        if views.len() <= SCRATCH_KEPT_FROM {
+            self.scratch = Scratch::default();
+        }
         #[cfg(any(test, feature = "fuzzing"))]
         crate::sim::oracle::check_ffsplit(
             ctx,
@@ -227,7 +236,7 @@ impl Ffsplit {
         }
         for view in &views {
             let in_partition = self.quorate_partition.binary_search(&view.node).is_ok();
-            let data = self.clients.entry(view.node).or_default();
+            let data = self.clients.get_or_default(view.node);
             data.state = if in_partition {
                 ClientState::AckPending
             } else {
@@ -309,7 +318,7 @@ impl Ffsplit {
             if self.quorate_partition.binary_search(&view.node).is_ok() {
                 continue;
             }
-            let data = self.clients.entry(view.node).or_default();
+            let data = self.clients.get_or_default(view.node);
             data.state = match send_vote_info(data, view, Vote::Nack, actions) {
                 Some(seq) => {
                     sent += 1;

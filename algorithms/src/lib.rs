@@ -25,11 +25,12 @@ pub mod test_algo;
 mod tests;
 pub mod two_node_lms;
 mod types;
+pub mod vecmap;
 
 pub use cluster::{ClientInfo, Cluster, JoinError, Outcome};
 pub use types::*;
+pub use vecmap::VecMap;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// Something the server must do on behalf of an algorithm.
@@ -219,7 +220,7 @@ impl std::error::Error for AlgoError {}
 /// heuristics of the triggering client are only in the event. A client that is
 /// leaving is still listed while [`Algorithm::on_leave`] runs.
 pub struct Ctx<'a> {
-    pub clients: &'a BTreeMap<NodeId, ClientInfo>,
+    pub clients: &'a VecMap<NodeId, ClientInfo>,
     pub tie_breaker: TieBreaker,
     /// Virtual time in milliseconds, supplied by the caller.
     pub now_ms: u64,

@@ -44,7 +44,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, Sleep};
 use tracing::debug;
 
-use crate::ctx::ServerCtx;
+use crate::ctx::{Admitted, ServerCtx};
 use crate::handshake::{Newcomer, PoolStopped, Priority, StepHandle};
 use crate::tls::{HandshakeStep, TlsConn, TlsReadEnd};
 
@@ -182,6 +182,7 @@ pub(crate) fn serve(
     addr: SocketAddr,
     ctx: Arc<ServerCtx>,
     connections: Arc<Connections>,
+    admitted: Admitted,
 ) -> impl Future<Output = ()> + Send {
     // Everything is set up before the future is made, so that the future
     // holds each piece once (an async fn would keep its arguments too).
@@ -213,6 +214,8 @@ pub(crate) fn serve(
         tokio::pin!(sleep);
         conn.run(sleep).await;
         conn.session.finish(Instant::now());
+        // The connection's slots are freed once it left its cluster.
+        drop(admitted);
     }
 }
 
@@ -588,7 +591,8 @@ mod tests {
                 Instant::now(),
             );
             let ctx = Arc::new(ServerCtx::new(arbiter, None, 0, None, 16));
-            let fut = serve(stream, addr, ctx, Arc::default());
+            let admitted = ctx.admit(addr).expect("room for one connection");
+            let fut = serve(stream, addr, ctx, Arc::default(), admitted);
             let size = std::mem::size_of_val(&fut);
             println!("connection future: {size} bytes");
             assert!(size <= 1024, "the connection future grew to {size} bytes");

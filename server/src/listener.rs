@@ -101,11 +101,9 @@ pub async fn run(listener: TcpListener, ctx: Arc<ServerCtx>, shutdown: Shutdown)
                         continue;
                     };
                     metrics::counter!(telemetry::CONNECTIONS).increment(1);
-                    let conn = crate::conn::serve(stream, addr, Arc::clone(&ctx), Arc::clone(&connections));
-                    tasks.spawn(async move {
-                        conn.await;
-                        drop(admitted);
-                    });
+                    // The connection's future holds its admission slot (no
+                    // wrapping async block: it would hold the future twice).
+                    tasks.spawn(crate::conn::serve(stream, addr, Arc::clone(&ctx), Arc::clone(&connections), admitted));
                     // Reap finished tasks so the set does not grow.
                     while tasks.try_join_next().is_some() {}
                 }

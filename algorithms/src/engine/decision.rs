@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Ghost, Tracked};
 use crate::nodeset::{NodeSets, SetId};
+use crate::vecmap::VecMap;
 use crate::{
     heuristics_score, Ctx, DecisionRecord, Event, Heuristics, NodeId, NodeInfo, PartitionScore,
     RingId, TieBreaker,
@@ -59,7 +60,7 @@ pub(crate) enum Decision {
 /// membership list is in `tracked` (the trigger's already the new one).
 pub(crate) fn collect_views<'a>(
     ctx: &Ctx<'a>,
-    tracked: &BTreeMap<NodeId, Tracked>,
+    tracked: &VecMap<NodeId, Tracked>,
     trigger: Option<(NodeId, &'a Event)>,
     leaving: Option<NodeId>,
 ) -> Vec<View<'a>> {
@@ -192,7 +193,7 @@ struct Partition {
 pub(crate) fn decide(
     views: &[View<'_>],
     sets: &NodeSets,
-    tracked: &BTreeMap<NodeId, Tracked>,
+    tracked: &VecMap<NodeId, Tracked>,
     ghosts: &[Ghost],
     tie_breaker: TieBreaker,
 ) -> Decision {
@@ -287,7 +288,7 @@ fn unsettled(views: &[View<'_>], sets: &NodeSets) -> BTreeSet<NodeId> {
 /// or departed, may hold ACK.
 fn may_grant(
     views: &[View<'_>],
-    tracked: &BTreeMap<NodeId, Tracked>,
+    tracked: &VecMap<NodeId, Tracked>,
     ghosts: &[Ghost],
     w: RingId,
 ) -> bool {
