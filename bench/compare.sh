@@ -28,7 +28,15 @@
 #                              steady, mass-split and reconnect (0: storm)
 #   SETTLE=3                   pause after the set-up, before the phase (s)
 #   BACKLOG=4096               listen_backlog of both servers
+#   LOADED_CLUSTERS=10         storm-while-loaded: clusters connected and
+#                              heartbeating before the storm of CLUSTERS
+#   LOADED_HEARTBEAT_MS=1000   their heartbeat (dead-peer interval 1.5 x)
+#   SERVER_CPUS=1 BENCH_CPUS=0 taskset CPU lists of the servers and of the
+#                              bench (defaults on 2 or more CPUs: the last
+#                              CPU for the server, the others for the bench;
+#                              "" runs both unpinned)
 #   WORKLOADS="connect-storm steady mass-split reconnect"
+#                              (also: storm-while-loaded)
 #   BUILD=1                    0: use the existing target/release/qnetd
 #   OUR_PORT=25403 REF_PORT=25404 OUR_METRICS_PORT=OUR_PORT+2
 # Needs: cargo, corosync-qnetd, certutil and pk12util (libnss3-tools),
@@ -53,6 +61,21 @@ MAX_CONNECTING=${MAX_CONNECTING:-200}
 SETTLE=${SETTLE:-3}
 BACKLOG=${BACKLOG:-4096}
 WORKLOADS=${WORKLOADS:-connect-storm steady mass-split reconnect}
+LOADED_CLUSTERS=${LOADED_CLUSTERS:-10}
+LOADED_HEARTBEAT_MS=${LOADED_HEARTBEAT_MS:-1000}
+NCPU=$(nproc)
+if [ "$NCPU" -ge 2 ]; then
+    SERVER_CPUS=${SERVER_CPUS-$((NCPU - 1))}
+    BENCH_CPUS=${BENCH_CPUS-0-$((NCPU - 2))}
+else
+    SERVER_CPUS=${SERVER_CPUS-} BENCH_CPUS=${BENCH_CPUS-}
+fi
+SERVER_PIN="" BENCH_PIN=""
+if [ -n "$SERVER_CPUS" ]; then
+    command -v taskset >/dev/null || die "taskset not found: apt-get install -y util-linux"
+    SERVER_PIN="taskset -c $SERVER_CPUS "
+fi
+[ -n "$BENCH_CPUS" ] && BENCH_PIN="taskset -c $BENCH_CPUS"
 BUILD=${BUILD:-1}
 OUR_PORT=${OUR_PORT:-25403}
 OUR_METRICS_PORT=${OUR_METRICS_PORT:-$((OUR_PORT + 2))}
@@ -89,8 +112,8 @@ openssl pkcs12 -export -in "$WORK/tls/qnetd-server.pem" -inkey "$WORK/tls/qnetd-
     -name "QNetd Cert" -passout pass: -out "$WORK/server.p12"
 pk12util -i "$WORK/server.p12" -d "$NSSDB" -W "" >/dev/null
 
-OURS_CMD="$Q serve -f -l 127.0.0.1 -p $OUR_PORT -s $TLS -S tls_dir=$WORK/tls,lock_file=$WORK/ours.pid,local_socket_file=$WORK/ours.sock,listen_backlog=$BACKLOG,state_dir=$WORK/ours-state --metrics-listen 127.0.0.1:$OUR_METRICS_PORT"
-REF_CMD="$REF_BIN -f -l 127.0.0.1 -p $REF_PORT -s $TLS -S nss_db_dir=$NSSDB,lock_file=$WORK/ref.pid,local_socket_file=$WORK/ref.sock,listen_backlog=$BACKLOG"
+OURS_CMD="${SERVER_PIN}$Q serve -f -l 127.0.0.1 -p $OUR_PORT -s $TLS -S tls_dir=$WORK/tls,lock_file=$WORK/ours.pid,local_socket_file=$WORK/ours.sock,listen_backlog=$BACKLOG,state_dir=$WORK/ours-state --metrics-listen 127.0.0.1:$OUR_METRICS_PORT"
+REF_CMD="${SERVER_PIN}$REF_BIN -f -l 127.0.0.1 -p $REF_PORT -s $TLS -S nss_db_dir=$NSSDB,lock_file=$WORK/ref.pid,local_socket_file=$WORK/ref.sock,listen_backlog=$BACKLOG"
 
 OUR_VERSION="qnetd $("$Q" --version | awk '{print $2}') ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ', modified'))"
 REF_VERSION=$("$REF_BIN" -v 2>&1 | head -1 || true)
@@ -107,12 +130,13 @@ run_one() { # who workload clusters
     fi
     local ramp=$MAX_CONNECTING
     [ "$w" = connect-storm ] && ramp=0
-    echo "== $w against $name ($clusters clusters x $NODES nodes, TLS $TLS)"
+    echo "== $w against $name ($clusters clusters x $NODES nodes, TLS $TLS, load average $(cut -d' ' -f1-3 /proc/loadavg))"
     local rc=0
-    "$QB" "$w" --server "127.0.0.1:$port" --clusters "$clusters" --nodes "$NODES" \
+    $BENCH_PIN "$QB" "$w" --server "127.0.0.1:$port" --clusters "$clusters" --nodes "$NODES" \
         --tls "$TLS" --tls-dir "$WORK/tls" --heartbeat-ms "$HEARTBEAT_MS" \
         --duration "$STEADY_S" --timeout "$TIMEOUT" \
         --connect-timeout "$CONNECT_TIMEOUT" --max-connecting "$ramp" --settle "$SETTLE" \
+        --loaded-clusters "$LOADED_CLUSTERS" --loaded-heartbeat-ms "$LOADED_HEARTBEAT_MS" \
         --spawn "$cmd" --server-log "$OUT/$who-$w.server.log" \
         --server-name "$name" --server-label "$label" \
         "${extra[@]}" --json "$OUT/$who-$w.json" | tee "$OUT/$who-$w.txt" || rc=$?
@@ -141,7 +165,8 @@ done
     echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
     echo "- RAM: $(free -g | awk '/^Mem:/ {print $2}') GiB"
     echo "- kernel: $(uname -r)"
-    echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (each report below has its own)"
+    echo "- CPUs: servers on ${SERVER_CPUS:-any}, bench on ${BENCH_CPUS:-any} (taskset)"
     echo "- other busy processes at the end: $(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 5 {printf "%s (%s%%) ", $2, $1}')"
     echo
     echo "## Versions"
@@ -155,7 +180,9 @@ done
     echo "CLUSTERS=$CLUSTERS NODES=$NODES SPLIT_CLUSTERS=$SPLIT_CLUSTERS RECONNECT_CLUSTERS=$RECONNECT_CLUSTERS \\"
     echo "  STEADY_S=$STEADY_S TLS=$TLS \\"
     echo "  HEARTBEAT_MS=$HEARTBEAT_MS TIMEOUT=$TIMEOUT CONNECT_TIMEOUT=$CONNECT_TIMEOUT \\"
-    echo "  MAX_CONNECTING=$MAX_CONNECTING SETTLE=$SETTLE BACKLOG=$BACKLOG WORKLOADS=\"$WORKLOADS\" bench/compare.sh"
+    echo "  MAX_CONNECTING=$MAX_CONNECTING SETTLE=$SETTLE BACKLOG=$BACKLOG \\"
+    echo "  LOADED_CLUSTERS=$LOADED_CLUSTERS LOADED_HEARTBEAT_MS=$LOADED_HEARTBEAT_MS \\"
+    echo "  SERVER_CPUS=$SERVER_CPUS BENCH_CPUS=$BENCH_CPUS WORKLOADS=\"$WORKLOADS\" bench/compare.sh"
     echo '```'
     echo
     echo "Servers (ports and paths differ only):"

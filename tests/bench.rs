@@ -72,6 +72,23 @@ async fn connect_storm_tls_with_per_cluster_certificates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_while_loaded_reports_the_loaded_clients() {
+    let srv = TestServer::start().await;
+    let mut cfg = small(srv.addr, 20, 2);
+    cfg.loaded_clusters = 5;
+    cfg.loaded_heartbeat_ms = 1000;
+    cfg.cluster_prefix = "swl".into();
+    let r = bench::run(&cfg, Workload::StormWhileLoaded).await.unwrap();
+    assert_all_voted(&r);
+    assert_eq!(r.clients, 40, "the storm's clients");
+    let loaded = r.loaded.as_ref().expect("loaded figures");
+    assert_eq!(loaded.clients, 10);
+    assert_eq!(loaded.dropped, 0, "{}", r.table());
+    assert!(r.load_average.is_some());
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mass_split_gives_one_half_the_vote_without_double_ack() {
     let srv = TestServer::start().await;
     for nodes in [2, 4] {

@@ -325,3 +325,89 @@ async fn certificate_expiry_is_exported() {
     assert!(ts > now + 365 * 86400, "{line}");
     srv.stop().await;
 }
+
+/// A client whose first message (INIT) travels in the same segment as its
+/// last handshake records (TLS 1.3 allows it; NSS may do it): the server
+/// must read it although no further bytes arrive to announce it.
+#[tokio::test]
+async fn first_message_in_the_segment_of_the_last_handshake_records() {
+    use qnetd_core::framing::{Frame, FrameReader};
+    use qnetd_core::wire::{self, MsgType, Preinit, HEADER_LEN};
+    use std::io::{Read, Write};
+
+    let tls = pki("coalesced");
+    let srv = server(&tls, TlsMode::On, true).await;
+    let config = node_config(&tls.dir, "coalesced");
+    let addr = srv.addr;
+    let reply = tokio::task::spawn_blocking(move || -> Message {
+        fn decode(raw: &[u8]) -> Message {
+            let t = MsgType::from_u16(u16::from_be_bytes([raw[0], raw[1]])).unwrap();
+            wire::decode(t, &raw[HEADER_LEN..]).unwrap()
+        }
+        let mut sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut frames = FrameReader::new(1 << 16);
+        let mut buf = [0u8; 4096];
+        let preinit = Message::Preinit(Preinit {
+            seq: Some(1),
+            cluster_name: Some(b"coalesced".to_vec()),
+        });
+        sock.write_all(&preinit.to_bytes()).unwrap();
+        let reply = loop {
+            if let Some(Frame::Message(raw)) = frames.next_frame() {
+                break decode(&raw);
+            }
+            let n = sock.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before PREINIT_REPLY");
+            frames.push(&buf[..n]);
+        };
+        assert!(matches!(reply, Message::PreinitReply(_)), "{reply:?}");
+        let starttls = Message::StartTls(wire::StartTls { seq: Some(2) });
+        sock.write_all(&starttls.to_bytes()).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("qnetd-server.invalid").unwrap();
+        let mut tls = rustls::ClientConnection::new(config, name).unwrap();
+        let mut out = Vec::new();
+        while tls.wants_write() {
+            tls.write_tls(&mut out).unwrap();
+        }
+        sock.write_all(&out).unwrap();
+        while tls.is_handshaking() {
+            let n = tls.read_tls(&mut sock).unwrap();
+            assert!(n > 0, "closed during the handshake");
+            tls.process_new_packets().unwrap();
+        }
+        // The last handshake records and INIT leave in one write.
+        let p = params("coalesced", 1, TieBreaker::Lowest);
+        let init = Message::Init(qnetd_tools::client::init_message(3, &p));
+        tls.writer().write_all(&init.to_bytes()).unwrap();
+        let mut out = Vec::new();
+        while tls.wants_write() {
+            tls.write_tls(&mut out).unwrap();
+        }
+        sock.write_all(&out).unwrap();
+        let mut frames = FrameReader::new(1 << 16);
+        loop {
+            if let Some(Frame::Message(raw)) = frames.next_frame() {
+                return decode(&raw);
+            }
+            let n = tls.read_tls(&mut sock).unwrap();
+            assert!(n > 0, "closed before INIT_REPLY");
+            tls.process_new_packets().unwrap();
+            let mut plain = Vec::new();
+            match tls.reader().read_to_end(&mut plain) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+            frames.push(&plain);
+        }
+    })
+    .await
+    .unwrap();
+    match reply {
+        Message::InitReply(r) => assert_eq!(r.error_code, Some(ErrorCode::NO_ERROR)),
+        other => panic!("{other:?}"),
+    }
+    srv.stop().await;
+}

@@ -6,7 +6,7 @@
 
 pub use crate::types::*;
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 use std::fmt;
 
 /// Something the server must do on behalf of an algorithm.
@@ -196,7 +196,7 @@ impl std::error::Error for AlgoError {}
 /// heuristics of the triggering client are only in the event. A client that is
 /// leaving is still listed while [`Algorithm::on_leave`] runs.
 pub struct Ctx<'a> {
-    pub clients: &'a BTreeMap<NodeId, ClientInfo>,
+    pub clients: &'a VecMap<NodeId, ClientInfo>,
     pub tie_breaker: TieBreaker,
     /// Virtual time in milliseconds, supplied by the caller.
     pub now_ms: u64,

@@ -3,12 +3,11 @@
 //! the algorithm on an event and then stores the event's data, in the order
 //! the reference server does (the algorithm sees the previous state).
 
-use std::collections::BTreeMap;
-
 use crate::algorithm::{
     Action, AlgoError, Algorithm, AlgorithmKind, ClientInfo, Ctx, DecisionRecord, Event, NodeId,
     RingId, TieBreaker, Vote,
 };
+use crate::vecmap::VecMap;
 
 /// Why a client may not join a cluster (INIT_REPLY error codes 15–17).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +46,7 @@ pub struct Outcome {
 pub struct Cluster {
     kind: AlgorithmKind,
     tie_breaker: TieBreaker,
-    clients: BTreeMap<NodeId, ClientInfo>,
+    clients: VecMap<NodeId, ClientInfo>,
     algorithm: Box<dyn Algorithm>,
 }
 
@@ -57,7 +56,7 @@ impl Cluster {
         Cluster {
             kind,
             tie_breaker,
-            clients: BTreeMap::new(),
+            clients: VecMap::new(),
             algorithm: new_algorithm(kind),
         }
     }
@@ -70,7 +69,7 @@ impl Cluster {
         self.tie_breaker
     }
 
-    pub fn clients(&self) -> &BTreeMap<NodeId, ClientInfo> {
+    pub fn clients(&self) -> &VecMap<NodeId, ClientInfo> {
         &self.clients
     }
 

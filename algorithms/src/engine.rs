@@ -6,13 +6,12 @@
 
 mod decision;
 
-use std::collections::BTreeMap;
-
 use decision::{collect_views, decide, prune_ghosts};
 pub(crate) use decision::{Decision, View};
 
 use crate::algorithm::{Action, Ctx, DecisionRecord, Event, NodeId, RestoredVote, RingId, Vote};
 use crate::nodeset::{sorted_ids, NodeSets, SetId};
+use crate::vecmap::VecMap;
 
 /// Test and fuzz builds: a check run on every decision (the test oracle
 /// installs it; this module does not know the tests).
@@ -20,7 +19,7 @@ use crate::nodeset::{sorted_ids, NodeSets, SetId};
 pub(crate) type DecisionCheck = fn(
     &[View<'_>],
     &NodeSets,
-    &BTreeMap<NodeId, Tracked>,
+    &VecMap<NodeId, Tracked>,
     (&[Ghost], &[Ghost], &[NodeId]),
     crate::algorithm::TieBreaker,
     &Decision,
@@ -108,7 +107,7 @@ enum Want {
 /// Cluster-wide vote engine: decides, gates ACKs, and pushes VOTE_INFOs.
 #[derive(Debug, Default)]
 pub(crate) struct Engine {
-    clients: BTreeMap<NodeId, Tracked>,
+    clients: VecMap<NodeId, Tracked>,
     ghosts: Vec<Ghost>,
     /// The clients' membership lists, interned.
     sets: NodeSets,
@@ -183,7 +182,7 @@ impl Engine {
             Event::Membership { nodes, .. } => Some(self.sets.intern(nodes)),
             _ => None,
         };
-        let t = self.clients.entry(node).or_default();
+        let t = self.clients.get_or_default(node);
         match event {
             Event::Membership { .. } => {
                 // The client stopped voting before sending a new list, and it

@@ -66,8 +66,6 @@
 //! in `ffsplit/decision.rs`, in O(n log n) for n clients over lists interned
 //! when they arrive (`ffsplit/clients.rs`); the voting round is here.
 
-use std::collections::BTreeMap;
-
 mod clients;
 mod decision;
 
@@ -81,6 +79,7 @@ use crate::algorithm::{
     NodeInfo, RestoredVote, Vote,
 };
 use crate::nodeset::{sorted_ids, NodeSets, SetId};
+use crate::vecmap::VecMap;
 
 /// Test and fuzz builds: a check run on every decision (the test oracle
 /// installs it; this module does not know the tests).
@@ -133,6 +132,10 @@ struct ClientData {
     membership: Option<SetId>,
 }
 
+/// Clusters with more participants than this keep the decision's buffers
+/// between decisions.
+const SCRATCH_KEPT_FROM: usize = 8;
+
 /// The ffsplit algorithm's state for one cluster.
 #[derive(Debug, Default)]
 pub struct Ffsplit {
@@ -142,7 +145,7 @@ pub struct Ffsplit {
     /// by the KAP rule.
     quorate_partition: Vec<NodeId>,
     /// Data of every client of the cluster, by node id.
-    clients: BTreeMap<NodeId, ClientData>,
+    clients: VecMap<NodeId, ClientData>,
     /// The decision of the last call, for the decision log.
     last_decision: Option<DecisionRecord>,
     /// The pre-restart holder while its hold is in force (its members
@@ -192,6 +195,12 @@ impl Ffsplit {
             &self.quorate_partition,
             &mut self.scratch,
         );
+        // Small clusters (most of an arbitrator's) do not keep the
+        // decision's buffers between decisions: thousands of them would
+        // hold more memory than the few allocations cost (BENCHMARKS.md).
+        if views.len() <= SCRATCH_KEPT_FROM {
+            self.scratch = Scratch::default();
+        }
         #[cfg(any(test, feature = "fuzzing"))]
         if let Some(check) = DECISION_CHECK.get() {
             check(
@@ -238,7 +247,7 @@ impl Ffsplit {
         }
         for view in &views {
             let in_partition = self.quorate_partition.binary_search(&view.node).is_ok();
-            let data = self.clients.entry(view.node).or_default();
+            let data = self.clients.get_or_default(view.node);
             data.state = if in_partition {
                 ClientState::AckPending
             } else {
@@ -320,7 +329,7 @@ impl Ffsplit {
             if self.quorate_partition.binary_search(&view.node).is_ok() {
                 continue;
             }
-            let data = self.clients.entry(view.node).or_default();
+            let data = self.clients.get_or_default(view.node);
             data.state = match send_vote_info(data, view, Vote::Nack, actions) {
                 Some(seq) => {
                     sent += 1;

@@ -26,6 +26,8 @@ pub mod test_algo;
 mod tests;
 pub mod two_node_lms;
 mod types;
+pub mod vecmap;
 
 pub use algorithm::*;
 pub use cluster::{new_algorithm, Cluster, JoinError, Outcome};
+pub use vecmap::VecMap;

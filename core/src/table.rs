@@ -14,14 +14,13 @@
 //! Every decision's winner is reported to the [`VoteMemory`], and a cluster
 //! created anew (its first client joined) is seeded from it.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
 use qnetd_algorithms::{
     Action, AlgorithmKind, Cluster, DecisionRecord, Event, JoinError, NodeId, Outcome, RingId,
-    TieBreaker, Vote,
+    TieBreaker, VecMap, Vote,
 };
 
 use crate::close::CloseReason;
@@ -47,8 +46,8 @@ pub struct ClientMeta {
 #[derive(Debug)]
 pub struct ClusterEntry {
     pub cluster: Cluster,
-    pub mailboxes: HashMap<NodeId, Arc<Mailbox>>,
-    pub meta: HashMap<NodeId, ClientMeta>,
+    pub mailboxes: VecMap<NodeId, Arc<Mailbox>>,
+    pub meta: VecMap<NodeId, ClientMeta>,
     /// Creation order among clusters (status lists clusters in this order).
     pub created: u64,
     /// The cluster name, printable (for logs and metrics labels).
@@ -304,8 +303,8 @@ impl Table {
         let shard_entry = self.clusters.entry(name.to_vec()).or_insert_with(|| {
             Arc::new(Mutex::new(ClusterEntry {
                 cluster: Cluster::new(req.algorithm, req.tie_breaker),
-                mailboxes: HashMap::new(),
-                meta: HashMap::new(),
+                mailboxes: VecMap::new(),
+                meta: VecMap::new(),
                 created: self.next_cluster.fetch_add(1, Ordering::Relaxed),
                 name: String::from_utf8_lossy(name).into_owned(),
                 key: name.to_vec(),

@@ -13,6 +13,7 @@ use qnetd_core::status::{self, ServerFacts, ServerStatus};
 use qnetd_core::telemetry;
 use tracing::warn;
 
+use crate::handshake::HandshakePool;
 use crate::tls::TlsContext;
 
 /// State shared by the server's tasks.
@@ -34,6 +35,8 @@ pub struct ServerCtx {
     pub(crate) closed_since_trim: AtomicUsize,
     /// Why the decision snapshot could not be used at start.
     pub state_problem: Option<String>,
+    /// The TLS handshake workers and the accept loop's pacing.
+    pub handshakes: HandshakePool,
 }
 
 impl ServerCtx {
@@ -54,6 +57,7 @@ impl ServerCtx {
             refused: RefusalLog::default(),
             closed_since_trim: AtomicUsize::new(0),
             state_problem: None,
+            handshakes: HandshakePool::for_this_machine(),
         }
     }
 

@@ -5,7 +5,9 @@
 //!   [`Shutdown`] token ([`Server`]);
 //! - [`listener`]: the client port and its accept loop;
 //! - [`conn`] (private): the per-connection driver loop;
-//! - [`tls`]: STARTTLS with OpenSSL, certificate reload;
+//! - [`tls`]: STARTTLS with OpenSSL driven through memory, certificate
+//!   reload;
+//! - [`handshake`]: the TLS handshake workers and the accept loop's pacing;
 //! - [`admin`]: the corosync-qnetd-tool compatible admin socket;
 //! - [`metrics`]: the Prometheus exporter and `/metrics`;
 //! - [`persist`]: the state file of the vote memory;
@@ -16,6 +18,7 @@ pub mod admin;
 mod conn;
 pub mod ctx;
 pub mod error;
+pub mod handshake;
 pub mod listener;
 pub mod metrics;
 pub mod persist;

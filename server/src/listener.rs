@@ -13,7 +13,7 @@ use qnetd_core::config::{AddressFamily, Settings};
 use qnetd_core::telemetry;
 use tokio::net::TcpListener;
 use tokio::time::timeout;
-use tracing::{error, info, warn, Instrument};
+use tracing::{error, info, warn};
 
 use crate::ctx::ServerCtx;
 use crate::error::StartError;
@@ -84,23 +84,26 @@ fn bind_one(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 /// connection and waits (at most 5 s) for their tasks.
 pub async fn run(listener: TcpListener, ctx: Arc<ServerCtx>, shutdown: Shutdown) {
     let mut tasks = tokio::task::JoinSet::new();
+    let connections = Arc::new(crate::conn::Connections::default());
     let trim = tokio::spawn(trim_memory(Arc::clone(&ctx)));
     loop {
         tokio::select! {
             _ = shutdown.triggered() => break,
-            accepted = listener.accept() => match accepted {
+            // Only as many new connections as the handshake workers can
+            // finish soon; the listen backlog holds the others.
+            accepted = async {
+                ctx.handshakes.wait_for_room().await;
+                listener.accept().await
+            } => match accepted {
                 Ok((stream, addr)) => {
                     let Some(admitted) = ctx.admit(addr) else {
                         drop(stream);
                         continue;
                     };
                     metrics::counter!(telemetry::CONNECTIONS).increment(1);
-                    let span = tracing::info_span!("client", %addr, cluster = tracing::field::Empty, node = tracing::field::Empty);
-                    let conn = crate::conn::serve(stream, addr, Arc::clone(&ctx), shutdown.clone());
-                    tasks.spawn(async move {
-                        conn.await;
-                        drop(admitted);
-                    }.instrument(span));
+                    // The connection's future holds its admission slot (no
+                    // wrapping async block: it would hold the future twice).
+                    tasks.spawn(crate::conn::serve(stream, addr, Arc::clone(&ctx), Arc::clone(&connections), admitted));
                     // Reap finished tasks so the set does not grow.
                     while tasks.try_join_next().is_some() {}
                 }
@@ -114,6 +117,7 @@ pub async fn run(listener: TcpListener, ctx: Arc<ServerCtx>, shutdown: Shutdown)
     }
     drop(listener);
     trim.abort();
+    connections.close_all();
     info!(
         clients = ctx.arbiter.connections(),
         "shutting down: disconnecting all clients"

@@ -1,7 +1,13 @@
 //! TLS for STARTTLS: the server's TLS configuration built from the PEM files
-//! of the TLS directory, its reload on SIGHUP, the handshake with the names
-//! of the client certificate, and the stream wrapper that hands the bytes
-//! read ahead of the handshake to the TLS layer.
+//! of the TLS directory, its reload on SIGHUP, and [`TlsConn`], one
+//! connection's TLS driven through memory: the connection driver moves
+//! ciphertext between the socket and it, runs its handshake steps on the
+//! handshake workers (`crate::handshake`) and encrypts and decrypts the
+//! established connection's records itself. No socket is touched here, so
+//! a handshake step can run on any thread, the server's flight of
+//! handshake records leaves in one write, and an idle connection holds no
+//! buffer (`SSL_MODE_RELEASE_BUFFERS`, and the memory transport frees what
+//! it consumed).
 //!
 //! The server side uses OpenSSL. rustls 0.23 refuses a ClientHello whose SNI
 //! is not a valid DNS name, and corosync-qdevice always sends the SNI
@@ -11,18 +17,17 @@
 //! session then matches their names with the cluster name (qnetd-core's
 //! `session`), as the reference does with NSS.
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 
 use openssl::error::ErrorStack;
 use openssl::pkey::PKey;
-use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslSessionCacheMode, SslVerifyMode, SslVersion};
+use openssl::ssl::{
+    ErrorCode, Ssl, SslAcceptor, SslMethod, SslMode, SslSessionCacheMode, SslStream, SslVerifyMode,
+    SslVersion,
+};
 use openssl::x509::X509;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_openssl::SslStream;
 
 use qnetd_certs::Pki;
 use qnetd_core::close::{TlsFailure, TlsFailureKind};
@@ -83,9 +88,6 @@ impl std::fmt::Display for TlsSetupError {
 
 impl std::error::Error for TlsSetupError {}
 
-/// A TLS stream after a completed handshake.
-pub type TlsStream<S> = SslStream<Rewind<S>>;
-
 /// The server's TLS state: the current configuration, replaced on reload.
 pub struct TlsContext {
     dir: PathBuf,
@@ -132,6 +134,14 @@ fn build_acceptor(dir: &Path, client_cert_required: bool) -> Result<SslAcceptor,
     for extra in &chain[1..] {
         b.add_extra_chain_cert(extra.clone()).map_err(setup)?;
     }
+    // The chain sent is the server certificate file's (normally just the
+    // server certificate; a self-signed CA root is not sent, as NSS does
+    // not send it either). Without NO_AUTO_CHAIN OpenSSL would rebuild and
+    // verify the server's own chain from the CA store on every handshake:
+    // one ECDSA verification per client for nothing (BENCHMARKS.md).
+    // RELEASE_BUFFERS: the record buffers (about 34 KiB) are freed while a
+    // connection is idle.
+    b.set_mode(SslMode::NO_AUTO_CHAIN | SslMode::RELEASE_BUFFERS);
     // No session tickets and no server-side session cache: a qdevice keeps
     // one long-lived connection, so the two tickets OpenSSL sends after
     // every TLS 1.3 handshake (each a serialised session, encrypted and
@@ -203,33 +213,10 @@ impl TlsContext {
         Arc::clone(&self.acceptor.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Runs the server handshake on `stream`, whose first bytes are
-    /// `prefix` (read before STARTTLS was handled). Returns the TLS stream
-    /// and the names of the client certificate, or why it failed.
-    pub async fn accept<S>(
-        &self,
-        prefix: Vec<u8>,
-        stream: S,
-    ) -> Result<(TlsStream<S>, Option<Vec<String>>), TlsFailure>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let setup = |e: ErrorStack| TlsFailure {
-            kind: TlsFailureKind::Other,
-            detail: format!("TLS setup: {e}"),
-        };
-        let acceptor = self.current();
-        let ssl = Ssl::new(acceptor.context()).map_err(setup)?;
-        let mut tls = SslStream::new(ssl, Rewind::new(prefix, stream)).map_err(setup)?;
-        if let Err(e) = Pin::new(&mut tls).accept().await {
-            return Err(describe_handshake_error(&e, tls.ssl()));
-        }
-        let names = tls
-            .ssl()
-            .peer_certificate()
-            .and_then(|c| c.to_der().ok())
-            .map(|der| qnetd_certs::names(&der));
-        Ok((tls, names))
+    /// What a new connection's handshake starts from: the configuration in
+    /// force now (a reload does not change a handshake under way).
+    pub fn starter(&self) -> TlsStarter {
+        TlsStarter(self.current())
     }
 
     pub fn dir(&self) -> &Path {
@@ -339,78 +326,314 @@ fn describe_handshake_error(e: &openssl::ssl::Error, ssl: &openssl::ssl::SslRef)
     }
 }
 
-/// A stream that first yields bytes read ahead of the TLS handshake, then
-/// reads from the socket; writes go straight to the socket.
-pub struct Rewind<S> {
-    prefix: Vec<u8>,
-    pos: usize,
-    inner: S,
-}
+/// The configuration a connection's handshake starts with; cheap to move
+/// to a handshake worker.
+pub struct TlsStarter(Arc<SslAcceptor>);
 
-impl<S> Rewind<S> {
-    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Rewind {
-            prefix,
-            pos: 0,
-            inner,
-        }
+impl TlsStarter {
+    /// A server-side TLS connection whose first ciphertext is `prefix`
+    /// (what was read after STARTTLS), before its first handshake step.
+    pub fn start(self, prefix: Vec<u8>) -> Result<TlsConn, TlsFailure> {
+        let setup = |e: ErrorStack| TlsFailure {
+            kind: TlsFailureKind::Other,
+            detail: format!("TLS setup: {e}"),
+        };
+        let ssl = Ssl::new(self.0.context()).map_err(setup)?;
+        let io = MemIo {
+            rx: prefix,
+            ..MemIo::default()
+        };
+        Ok(TlsConn {
+            ssl: SslStream::new(ssl, io).map_err(setup)?,
+        })
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.pos < this.prefix.len() {
-            let n = (this.prefix.len() - this.pos).min(buf.remaining());
-            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
-            this.pos += n;
-            if this.pos == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.pos = 0;
+/// How a handshake step ended.
+#[derive(Debug)]
+pub enum HandshakeStep {
+    /// The handshake is complete; the names of the client certificate, if
+    /// the client sent one.
+    Done(Option<Vec<String>>),
+    /// OpenSSL needs more bytes from the client.
+    NeedInput,
+    /// The handshake failed (an alert for the client may be in the output).
+    Failed(TlsFailure),
+}
+
+/// Why reading an established TLS connection ended.
+#[derive(Debug)]
+pub enum TlsReadEnd {
+    /// The client sent close_notify.
+    Closed,
+    /// A record could not be read (corrupt, or a protocol error); the text
+    /// is OpenSSL's.
+    Failed(String),
+}
+
+/// The memory transport under OpenSSL: ciphertext read from the socket
+/// waiting to be consumed, and ciphertext OpenSSL wrote for the socket.
+/// Both are freed as soon as they are empty.
+#[derive(Debug, Default)]
+struct MemIo {
+    rx: Vec<u8>,
+    rx_pos: usize,
+    tx: Vec<u8>,
+}
+
+impl Read for MemIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = &self.rx[self.rx_pos..];
+        if left.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = left.len().min(buf.len());
+        buf[..n].copy_from_slice(&left[..n]);
+        self.rx_pos += n;
+        if self.rx_pos == self.rx.len() {
+            self.rx = Vec::new();
+            self.rx_pos = 0;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for MemIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tx.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One connection's TLS, driven through memory (see the module
+/// documentation). Moves between threads: a handshake step may run on a
+/// handshake worker.
+pub struct TlsConn {
+    ssl: SslStream<MemIo>,
+}
+
+impl std::fmt::Debug for TlsConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConn").finish_non_exhaustive()
+    }
+}
+
+impl TlsConn {
+    /// Adds ciphertext read from the socket.
+    pub fn feed(&mut self, data: &[u8]) {
+        let io = self.ssl.get_mut();
+        if io.rx_pos > 0 {
+            io.rx.drain(..io.rx_pos);
+            io.rx_pos = 0;
+        }
+        io.rx.extend_from_slice(data);
+    }
+
+    /// Runs the handshake as far as the bytes fed so far allow (the CPU-heavy
+    /// part of TLS: run it on a handshake worker).
+    pub fn handshake(&mut self) -> HandshakeStep {
+        match self.ssl.accept() {
+            Ok(()) => HandshakeStep::Done(
+                self.ssl
+                    .ssl()
+                    .peer_certificate()
+                    .and_then(|c| c.to_der().ok())
+                    .map(|der| qnetd_certs::names(&der)),
+            ),
+            Err(e) if e.code() == ErrorCode::WANT_READ => HandshakeStep::NeedInput,
+            Err(e) => HandshakeStep::Failed(describe_handshake_error(&e, self.ssl.ssl())),
+        }
+    }
+
+    /// Whether ciphertext waits to be sent.
+    pub fn has_output(&self) -> bool {
+        !self.ssl.get_ref().tx.is_empty()
+    }
+
+    /// Appends the ciphertext to send to `out`.
+    pub fn take_output(&mut self, out: &mut Vec<u8>) {
+        let tx = &mut self.ssl.get_mut().tx;
+        if out.is_empty() {
+            std::mem::swap(out, tx);
+        } else {
+            out.append(tx);
+            *tx = Vec::new();
+        }
+    }
+
+    /// Decrypts every complete record fed so far, handing the plaintext to
+    /// `sink` (`buf` is scratch space for one record). Records the client
+    /// sends after the handshake that need an answer (a key update) leave
+    /// it in the output.
+    pub fn read_plain(
+        &mut self,
+        buf: &mut [u8],
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<(), TlsReadEnd> {
+        loop {
+            match self.ssl.ssl_read(buf) {
+                Ok(0) => return Err(TlsReadEnd::Closed),
+                Ok(n) => sink(&buf[..n]),
+                Err(e) => {
+                    return match e.code() {
+                        ErrorCode::WANT_READ => Ok(()),
+                        ErrorCode::ZERO_RETURN => Err(TlsReadEnd::Closed),
+                        _ => Err(TlsReadEnd::Failed(e.to_string())),
+                    }
+                }
             }
-            return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    /// Encrypts `data` into the output.
+    pub fn write_plain(&mut self, mut data: &[u8]) -> Result<(), String> {
+        while !data.is_empty() {
+            match self.ssl.ssl_write(data) {
+                Ok(n) => data = &data[n..],
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    /// Puts a close_notify alert into the output (best effort).
+    pub fn close_notify(&mut self) {
+        let _ = self.ssl.shutdown();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use openssl::ssl::{SslConnector, SslFiletype};
 
-    #[tokio::test]
-    async fn rewind_yields_the_prefix_first() {
-        let (mut a, b) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut a, b"world")
-            .await
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A TLS directory with a CA, a server certificate and a client
+    /// certificate for the cluster "mem".
+    fn pki() -> Dir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("qnetd-tls-unit-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pki = Pki::new(&dir);
+        pki.init(Default::default()).unwrap();
+        let bundle = pki.issue_client("mem", 2).unwrap();
+        std::fs::write(dir.join("client.pem"), bundle.cert_pem).unwrap();
+        std::fs::write(dir.join("client-key.pem"), bundle.key_pem).unwrap();
+        Dir(dir)
+    }
+
+    /// Moves ciphertext between a client `SslStream<MemIo>` and the server
+    /// `TlsConn` until neither has anything to say.
+    fn pump(client: &mut SslStream<MemIo>, server: &mut TlsConn) -> Option<HandshakeStep> {
+        let mut last = None;
+        for _ in 0..10 {
+            let _ = client.do_handshake();
+            let to_server = std::mem::take(&mut client.get_mut().tx);
+            if !to_server.is_empty() {
+                server.feed(&to_server);
+                last = Some(server.handshake());
+            }
+            let mut to_client = Vec::new();
+            server.take_output(&mut to_client);
+            if to_client.is_empty() && to_server.is_empty() {
+                break;
+            }
+            client.get_mut().rx.extend_from_slice(&to_client);
+        }
+        last
+    }
+
+    #[test]
+    fn a_handshake_and_records_through_memory() {
+        let dir = pki();
+        let ctx = TlsContext::load_or_init(&dir.0, true).unwrap();
+        let mut c = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        c.set_ca_file(dir.0.join(Pki::CA_CERT)).unwrap();
+        c.set_certificate_file(dir.0.join("client.pem"), SslFiletype::PEM)
             .unwrap();
-        drop(a);
-        let mut r = Rewind::new(b"hello ".to_vec(), b);
-        let mut s = String::new();
-        r.read_to_string(&mut s).await.unwrap();
-        assert_eq!(s, "hello world");
+        c.set_private_key_file(dir.0.join("client-key.pem"), SslFiletype::PEM)
+            .unwrap();
+        c.set_verify(SslVerifyMode::NONE);
+        let ssl = c
+            .build()
+            .configure()
+            .unwrap()
+            .into_ssl("Qnetd Server")
+            .unwrap();
+        let mut client = SslStream::new(ssl, MemIo::default()).unwrap();
+        // The ClientHello arrives with the bytes read before STARTTLS was
+        // handled.
+        let _ = client.connect();
+        let hello = std::mem::take(&mut client.get_mut().tx);
+        let mut server = ctx.starter().start(hello).unwrap();
+        assert!(matches!(server.handshake(), HandshakeStep::NeedInput));
+        assert!(server.has_output(), "the server's flight");
+        let mut flight = Vec::new();
+        server.take_output(&mut flight);
+        client.get_mut().rx.extend_from_slice(&flight);
+        match pump(&mut client, &mut server) {
+            Some(HandshakeStep::Done(Some(names))) => {
+                assert!(names.iter().any(|n| n == "mem"), "{names:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Application data both ways; nothing stays buffered.
+        client.ssl_write(b"hello").unwrap();
+        let records = std::mem::take(&mut client.get_mut().tx);
+        let (a, b) = records.split_at(3);
+        let mut got = Vec::new();
+        let mut scratch = [0u8; 16384];
+        server.feed(a);
+        server
+            .read_plain(&mut scratch, |p| got.extend_from_slice(p))
+            .unwrap();
+        assert!(got.is_empty(), "a partial record yields nothing");
+        server.feed(b);
+        server
+            .read_plain(&mut scratch, |p| got.extend_from_slice(p))
+            .unwrap();
+        assert_eq!(got, b"hello");
+        assert!(server.ssl.get_ref().rx.is_empty());
+        server.write_plain(b"world").unwrap();
+        let mut out = Vec::new();
+        server.take_output(&mut out);
+        assert!(!server.has_output());
+        client.get_mut().rx.extend_from_slice(&out);
+        let mut buf = [0u8; 64];
+        let n = client.ssl_read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"world");
+        // close_notify from the client ends the server's reading.
+        let _ = client.shutdown();
+        let bye = std::mem::take(&mut client.get_mut().tx);
+        server.feed(&bye);
+        assert!(matches!(
+            server.read_plain(&mut scratch, |_| {}),
+            Err(TlsReadEnd::Closed)
+        ));
+    }
+
+    #[test]
+    fn garbage_instead_of_a_client_hello_fails_the_handshake() {
+        let dir = pki();
+        let ctx = TlsContext::load_or_init(&dir.0, true).unwrap();
+        let mut server = ctx
+            .starter()
+            .start(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec())
+            .unwrap();
+        match server.handshake() {
+            HandshakeStep::Failed(f) => assert_eq!(f.kind, TlsFailureKind::NotTls, "{f:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

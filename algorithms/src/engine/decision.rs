@@ -24,6 +24,7 @@ use crate::algorithm::{
     RingId, TieBreaker,
 };
 use crate::nodeset::{NodeSets, SetId};
+use crate::vecmap::VecMap;
 
 /// A ready client as the decision sees it, with the triggering event's data.
 #[derive(Clone, Copy, Debug)]
@@ -59,7 +60,7 @@ pub(crate) enum Decision {
 /// membership list is in `tracked` (the trigger's already the new one).
 pub(crate) fn collect_views<'a>(
     ctx: &Ctx<'a>,
-    tracked: &BTreeMap<NodeId, Tracked>,
+    tracked: &VecMap<NodeId, Tracked>,
     trigger: Option<(NodeId, &'a Event)>,
     leaving: Option<NodeId>,
 ) -> Vec<View<'a>> {
@@ -192,7 +193,7 @@ struct Partition {
 pub(crate) fn decide(
     views: &[View<'_>],
     sets: &NodeSets,
-    tracked: &BTreeMap<NodeId, Tracked>,
+    tracked: &VecMap<NodeId, Tracked>,
     ghosts: &[Ghost],
     tie_breaker: TieBreaker,
 ) -> Decision {
@@ -287,7 +288,7 @@ fn unsettled(views: &[View<'_>], sets: &NodeSets) -> BTreeSet<NodeId> {
 /// or departed, may hold ACK.
 fn may_grant(
     views: &[View<'_>],
-    tracked: &BTreeMap<NodeId, Tracked>,
+    tracked: &VecMap<NodeId, Tracked>,
     ghosts: &[Ghost],
     w: RingId,
 ) -> bool {

@@ -23,7 +23,7 @@ impl Ffsplit {
             self.forget(id);
         }
         for id in ctx.clients.keys() {
-            self.clients.entry(*id).or_default();
+            self.clients.get_or_default(*id);
         }
     }
 
@@ -46,7 +46,7 @@ impl Ffsplit {
         nodes: &[NodeInfo],
     ) -> SetId {
         let id = self.sets.intern(nodes);
-        let data = self.clients.entry(node).or_default();
+        let data = self.clients.get_or_default(node);
         let slot = if membership {
             &mut data.membership
         } else {

@@ -180,8 +180,9 @@ struct Stats<'c> {
     scratch: &'c mut Scratch,
 }
 
-/// Buffers a decision reuses (so that a decision allocates only what it
-/// returns).
+/// Buffers a decision reuses (so that a decision of a large cluster
+/// allocates only what it returns; small clusters drop them after each
+/// decision, see `SCRATCH_KEPT_FROM`).
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     groups: Vec<(RingId, SetId)>,

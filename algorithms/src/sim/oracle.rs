@@ -276,7 +276,7 @@ fn select_partition<'v, 'a>(
 pub(crate) fn check_engine(
     views: &[engine::View<'_>],
     sets: &NodeSets,
-    clients: &BTreeMap<NodeId, Tracked>,
+    clients: &crate::VecMap<NodeId, Tracked>,
     (before, after, back): (&[Ghost], &[Ghost], &[NodeId]),
     tie_breaker: TieBreaker,
     new: &Decision,
@@ -353,7 +353,7 @@ fn prune_ghosts(ghosts: &mut Vec<Ghost>, views: &[engine::View<'_>]) {
 
 fn decide(
     views: &[engine::View<'_>],
-    clients: &BTreeMap<NodeId, Tracked>,
+    clients: &crate::VecMap<NodeId, Tracked>,
     ghosts: &[Ghost],
     tie_breaker: TieBreaker,
 ) -> Decision {
@@ -428,7 +428,7 @@ fn decide(
 /// or departed, may hold ACK.
 fn may_grant(
     views: &[engine::View<'_>],
-    clients: &BTreeMap<NodeId, Tracked>,
+    clients: &crate::VecMap<NodeId, Tracked>,
     ghosts: &[Ghost],
     w: RingId,
 ) -> bool {

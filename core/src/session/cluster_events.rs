@@ -8,7 +8,6 @@
 use std::time::Instant;
 
 use qnetd_algorithms::{Event, Heuristics, RingId, Vote};
-use tracing::{debug, warn};
 
 use super::Session;
 use crate::table::lock;
@@ -76,7 +75,9 @@ impl Session {
         };
         if let Some(hb) = m.heartbeat_interval {
             if !self.heartbeat_acceptable(hb) {
-                warn!(
+                slog!(
+                    warn,
+                    self,
                     heartbeat_ms = hb,
                     "SET_OPTION heartbeat out of range; sending error 13"
                 );
@@ -101,7 +102,7 @@ impl Session {
         if let Some(hb) = m.heartbeat_interval {
             self.heartbeat_ms = hb;
         }
-        debug!(heartbeat_ms = ?m.heartbeat_interval, kap = ?m.kap, "SET_OPTION applied");
+        slog!(debug, self, heartbeat_ms = ?m.heartbeat_interval, kap = ?m.kap, "SET_OPTION applied");
         self.reply(&reply, now);
         drop(entry);
     }
@@ -183,7 +184,7 @@ impl Session {
         let outcome = entry.handle(node, event, self.arbiter.ms_since_origin(now));
         match outcome.reply {
             Ok(vote) => {
-                debug!(event = event_name, vote = vote.label(), ring = %outcome.reply_ring, "replying");
+                slog!(debug, self, event = event_name, vote = vote.label(), ring = %outcome.reply_ring, "replying");
                 self.handle_mailbox(now);
                 if self.may_send_vote(vote, now) {
                     self.count_vote(vote);
@@ -191,7 +192,7 @@ impl Session {
                 }
             }
             Err(e) => {
-                warn!(event = event_name, error = %e, "algorithm refused the message; sending error {}", e.code());
+                slog!(warn, self, event = event_name, error = %e, "algorithm refused the message; sending error {}", e.code());
                 self.error(Some(seq), ErrorCode(e.code()), now);
             }
         }
@@ -217,7 +218,7 @@ impl Session {
             self.arbiter.ms_since_origin(now),
         );
         if let Err(e) = outcome.reply {
-            warn!(error = %e, seq, "vote info reply refused; sending error {}", e.code());
+            slog!(warn, self, error = %e, seq, "vote info reply refused; sending error {}", e.code());
             self.error(Some(seq), ErrorCode(e.code()), now);
         } else {
             // What the acknowledgement released (the next holder's ACK) goes

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use qnetd_algorithms::AlgorithmKind;
-use tracing::{debug, info, warn};
 
 use super::{clamp_u32, display_name, Joined, Session};
 use crate::close::CloseReason;
@@ -21,7 +20,11 @@ impl Session {
     /// Handles one whole message (header and body) of a known type.
     pub(super) fn on_message(&mut self, raw: &[u8], now: Instant) {
         if raw.len() < HEADER_LEN {
-            warn!("internal error: a frame shorter than a header; sending error 10");
+            slog!(
+                warn,
+                self,
+                "internal error: a frame shorter than a header; sending error 10"
+            );
             self.error(None, ErrorCode::INTERNAL_ERROR, now);
             return;
         }
@@ -34,12 +37,14 @@ impl Session {
         let msg = match wire::decode(msg_type, &raw[HEADER_LEN..]) {
             Ok(m) => m,
             Err(e) => {
-                warn!(msg = msg_type.name(), error = %e, "cannot decode message; sending error 9 (error decoding message)");
+                slog!(warn, self, msg = msg_type.name(), error = %e, "cannot decode message; sending error 9 (error decoding message)");
                 return self.error(e.seq, ErrorCode::ERROR_DECODING_MSG, now);
             }
         };
         if !msg_type.is_client_to_server() {
-            warn!(
+            slog!(
+                warn,
+                self,
                 msg = msg_type.name(),
                 "client sent a server-to-client message; sending error 8 (unexpected message)"
             );
@@ -55,7 +60,9 @@ impl Session {
                     return;
                 }
                 if self.joined.is_none() {
-                    warn!(
+                    slog!(
+                        warn,
+                        self,
                         msg = msg_type.name(),
                         "message before a successful INIT; sending error 11 (init required)"
                     );
@@ -73,7 +80,9 @@ impl Session {
         what: &str,
         now: Instant,
     ) {
-        warn!(
+        slog!(
+            warn,
+            self,
             msg = t.name(),
             "message lacks its {what}; sending error 7 (required option missing)"
         );
@@ -82,14 +91,17 @@ impl Session {
 
     fn on_preinit(&mut self, m: wire::Preinit, now: Instant) {
         if self.cluster_name.is_some() {
-            warn!("second PREINIT on one connection refused with error 8; cluster name kept");
+            slog!(
+                warn,
+                self,
+                "second PREINIT on one connection refused with error 8; cluster name kept"
+            );
             return self.error(m.seq, ErrorCode::UNEXPECTED_MESSAGE, now);
         }
         let Some(name) = m.cluster_name else {
             return self.missing_option(MsgType::Preinit, m.seq, "cluster name", now);
         };
-        tracing::Span::current().record("cluster", tracing::field::display(display_name(&name)));
-        debug!("PREINIT received");
+        slog!(debug, self, "PREINIT received");
         self.cluster_name = Some(name);
         let s = &self.arbiter.settings;
         let tls_supported = match s.tls {
@@ -107,7 +119,11 @@ impl Session {
 
     fn on_starttls(&mut self, seq: Option<u32>, now: Instant) {
         if self.cluster_name.is_none() {
-            warn!("STARTTLS before PREINIT; sending error 6 (preinit required)");
+            slog!(
+                warn,
+                self,
+                "STARTTLS before PREINIT; sending error 6 (preinit required)"
+            );
             return self.error(seq, ErrorCode::PREINIT_REQUIRED, now);
         }
         if self.tls.started {
@@ -129,7 +145,9 @@ impl Session {
         match s.tls {
             TlsMode::Off => return true,
             TlsMode::Required if !self.tls.started => {
-                warn!(
+                slog!(
+                    warn,
+                    self,
                     "message before STARTTLS while TLS is required; sending error 3 (TLS required)"
                 );
                 self.error(seq, ErrorCode::TLS_REQUIRED, now);
@@ -163,12 +181,16 @@ impl Session {
             return;
         }
         if self.joined.is_some() {
-            warn!("second INIT on an initialised connection refused with error 8; state kept");
+            slog!(
+                warn,
+                self,
+                "second INIT on an initialised connection refused with error 8; state kept"
+            );
             return self.init_reply(&m, ErrorCode::UNEXPECTED_MESSAGE, now);
         }
         let code = self.init_error_code(&m);
         if code != ErrorCode::NO_ERROR {
-            warn!(error = %code, node = ?m.node_id, "INIT refused");
+            slog!(warn, self, error = %code, proposed_node = ?m.node_id, "INIT refused");
             return self.init_reply(&m, code, now);
         }
         // init_error_code() vouches that every field below is present/valid.
@@ -204,16 +226,15 @@ impl Session {
             .join(&name, req, Arc::clone(&self.mailbox), now_ms)
         {
             Ok(cluster) => {
-                tracing::Span::current().record("node", node);
-                info!(
+                self.heartbeat_ms = hb;
+                self.joined = Some(Joined { node, cluster });
+                slog!(info, self,
                     ring = %ring,
                     algorithm = algorithm.label(),
                     tie_breaker = %tb,
                     heartbeat_ms = hb,
                     "client joined cluster"
                 );
-                self.heartbeat_ms = hb;
-                self.joined = Some(Joined { node, cluster });
                 // Nothing can be in the mailbox yet that was decided before
                 // the join: the reply goes out first.
                 let reply = self.init_reply_message(&m, ErrorCode::NO_ERROR);
@@ -221,7 +242,7 @@ impl Session {
             }
             Err(e) => {
                 let code = ErrorCode(e.code());
-                warn!(error = %code, node, "INIT refused: {e:?} (another client of this cluster disagrees or uses this node id)");
+                slog!(warn, self, error = %code, proposed_node = node, "INIT refused: {e:?} (another client of this cluster disagrees or uses this node id)");
                 self.init_reply(&m, code, now)
             }
         }

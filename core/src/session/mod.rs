@@ -12,6 +12,10 @@
 //!   (typed [`Delivery`]s other sessions put into its mailbox),
 //! - [`Session::handle_tls_established`]: the TLS handshake completed,
 //! - [`Session::handle_timeout`]: the time reached [`Session::poll_timeout`],
+//! - [`Session::handle_server_wait`] and [`Session::handle_server_resume`]:
+//!   the connection waits for the server (its TLS handshake step is queued
+//!   for a handshake worker), not for the client; the client's deadlines
+//!   stand still meanwhile,
 //!
 //! each with the current time, and then asks [`Session::poll_transmit`]
 //! for bytes to write, [`Session::poll_start_tls`] whether to switch to TLS
@@ -22,6 +26,21 @@
 //! STARTTLS and INIT; a successful INIT is needed before every other client
 //! message. A second PREINIT or INIT is refused without touching the state
 //! (the reference overwrites its state there, see docs/differences.md).
+
+/// Logs an event of this connection with its identity as fields
+/// (`addr`, `cluster`, `node`). The server keeps no tracing span per
+/// connection (a span costs memory for the connection's whole life), so
+/// every line of a session says whose it is: `slog!(warn, self, "...")`.
+macro_rules! slog {
+    ($level:ident, $s:expr, $($arg:tt)+) => {
+        ::tracing::$level!(
+            addr = %$s.addr,
+            cluster = %$crate::session::LogName($s.cluster_name.as_deref()),
+            node = %$crate::session::LogNode($s.node_id()),
+            $($arg)+
+        )
+    };
+}
 
 mod cluster_events;
 mod handshake;
@@ -34,7 +53,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qnetd_algorithms::{NodeId, Vote};
-use tracing::{debug, info, warn};
 
 use crate::arbiter::{Arbiter, Disconnect};
 use crate::close::CloseReason;
@@ -53,6 +71,32 @@ pub const MAX_PROTOCOL_ERRORS: u32 = 16;
 /// Formats a cluster name for logs (it is raw bytes on the wire).
 pub fn display_name(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
+}
+
+/// A connection's cluster name in a log line (`-` before PREINIT).
+#[doc(hidden)]
+pub struct LogName<'a>(pub Option<&'a [u8]>);
+
+impl std::fmt::Display for LogName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(name) => f.write_str(&String::from_utf8_lossy(name)),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// A connection's node id in a log line (`-` before INIT).
+#[doc(hidden)]
+pub struct LogNode(pub Option<NodeId>);
+
+impl std::fmt::Display for LogNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// The TLS facts of the connection.
@@ -82,20 +126,28 @@ struct Deadlines {
     nack: Option<(u32, Instant)>,
     /// The algorithm timer of this client.
     algorithm: Option<Instant>,
+    /// Since when the connection waits for the server (see
+    /// [`Session::handle_server_wait`]): the client's own deadlines (dead
+    /// peer, INIT, TLS handshake) stand still.
+    server_wait: Option<Instant>,
 }
 
 impl Deadlines {
+    /// The deadlines that measure the client, unless it waits for the server.
+    fn client_side(&self) -> [Option<Instant>; 3] {
+        if self.server_wait.is_some() {
+            [None; 3]
+        } else {
+            [self.dead_peer, self.init, self.handshake]
+        }
+    }
+
     fn earliest(&self) -> Option<Instant> {
-        [
-            self.dead_peer,
-            self.init,
-            self.handshake,
-            self.nack.map(|(_, t)| t),
-            self.algorithm,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.client_side()
+            .into_iter()
+            .chain([self.nack.map(|(_, t)| t), self.algorithm])
+            .flatten()
+            .min()
     }
 }
 
@@ -232,7 +284,7 @@ impl Session {
                     return;
                 }
                 self.count_vote(vote);
-                debug!(seq, vote = vote.label(), ring = %ring, "sending vote info");
+                slog!(debug, self, seq, vote = vote.label(), ring = %ring, "sending vote info");
                 self.push(&Message::VoteInfo(VoteInfo {
                     seq: Some(seq),
                     vote: Some(vote),
@@ -261,12 +313,48 @@ impl Session {
         self.reset_dead_peer(now);
     }
 
+    /// The connection now waits for the server, not for the client: its
+    /// TLS handshake step is queued for a handshake worker (the server
+    /// admits only as many handshakes as it can finish; the others wait).
+    /// Until [`Session::handle_server_resume`], the dead-peer, INIT and TLS
+    /// handshake deadlines stand still, so a connection is never cut for
+    /// the server's own slowness. Waiting twice is waiting once.
+    pub fn handle_server_wait(&mut self, now: Instant) {
+        if self.deadlines.server_wait.is_none() {
+            self.deadlines.server_wait = Some(now);
+        }
+    }
+
+    /// The server is done with what the connection waited for (see
+    /// [`Session::handle_server_wait`]): the client's deadlines move on by
+    /// the time it waited.
+    pub fn handle_server_resume(&mut self, now: Instant) {
+        let Some(since) = self.deadlines.server_wait.take() else {
+            return;
+        };
+        let waited = now.saturating_duration_since(since);
+        let d = &mut self.deadlines;
+        for t in [&mut d.dead_peer, &mut d.init, &mut d.handshake]
+            .into_iter()
+            .flatten()
+        {
+            *t += waited;
+        }
+    }
+
+    /// Whether the connection waits for the server (between
+    /// [`Session::handle_server_wait`] and [`Session::handle_server_resume`]).
+    pub fn waits_for_server(&self) -> bool {
+        self.deadlines.server_wait.is_some()
+    }
+
     /// Acts on every deadline that `now` reached.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.close.is_some() {
             return;
         }
-        let d = self.deadlines;
+        let mut d = self.deadlines;
+        [d.dead_peer, d.init, d.handshake] = d.client_side();
         let s = Arc::clone(&self.arbiter.settings);
         if d.dead_peer.is_some_and(|t| now >= t) {
             self.close(CloseReason::DeadPeer {
@@ -350,10 +438,10 @@ impl Session {
         metrics::counter!(telemetry::DISCONNECTS, "reason" => reason.label()).increment(1);
         let joined = self.joined.is_some();
         match (reason.server_going_down(), reason.is_abnormal(), joined) {
-            (true, _, _) => debug!("disconnecting: {reason}"),
-            (false, true, _) => warn!("disconnecting client: {reason}"),
-            (false, false, true) => info!("client disconnected: {reason}"),
-            (false, false, false) => debug!("connection closed before INIT: {reason}"),
+            (true, _, _) => slog!(debug, self, "disconnecting: {reason}"),
+            (false, true, _) => slog!(warn, self, "disconnecting client: {reason}"),
+            (false, false, true) => slog!(info, self, "client disconnected: {reason}"),
+            (false, false, false) => slog!(debug, self, "connection closed before INIT: {reason}"),
         }
         if !reason.server_going_down() {
             self.arbiter.record_disconnect(Disconnect {
@@ -412,7 +500,7 @@ impl Session {
         let before = self.transmit.len();
         if let Err(e) = crate::wire::try_encode(msg, &mut self.transmit) {
             self.transmit.truncate(before);
-            warn!(error = %e, "cannot encode a reply; not sent");
+            slog!(warn, self, error = %e, "cannot encode a reply; not sent");
             return;
         }
         self.queued_one();
@@ -469,14 +557,16 @@ impl Session {
         let absurd = 4 * limit as u64;
         match reason {
             SkipReason::UnknownType => {
-                warn!(
+                slog!(
+                    warn,
+                    self,
                     msg_type,
                     "message of unknown type received; sending error 4 (unsupported message)"
                 );
                 self.error(None, ErrorCode::UNSUPPORTED_MESSAGE, now);
             }
             SkipReason::TooLong if u64::from(length) > absurd => {
-                warn!(
+                slog!(warn, self,
                     msg_type,
                     length,
                     limit,
@@ -486,7 +576,7 @@ impl Session {
                 self.error(None, ErrorCode::MESSAGE_TOO_LONG, now);
             }
             SkipReason::TooLong => {
-                warn!(
+                slog!(warn, self,
                     msg_type,
                     length,
                     limit,

@@ -467,6 +467,85 @@ fn the_tls_handshake_has_its_own_deadline_within_init() {
     assert_eq!(s.poll_timeout(), Some(w.at(5_000)));
 }
 
+/// A session after PREINIT and STARTTLS at `at_ms` (TLS on, INIT deadline
+/// 5 s, TLS handshake deadline 10 s).
+fn starting_tls(w: &World, at_ms: u64) -> Session {
+    let mut s = w.session(1, 0);
+    feed(&mut s, &preinit("c"), w.at(at_ms));
+    feed(
+        &mut s,
+        &Message::StartTls(wire::StartTls { seq: Some(2) }),
+        w.at(at_ms),
+    );
+    assert!(s.poll_start_tls());
+    s
+}
+
+#[test]
+fn waiting_for_the_server_stops_the_clients_deadlines() {
+    let w = World::new(Settings::default());
+    let mut s = starting_tls(&w, 100);
+    assert_eq!(s.poll_timeout(), Some(w.at(5_000)));
+    // The handshake step waits 9.8 s for a handshake worker.
+    s.handle_server_wait(w.at(200));
+    assert!(s.waits_for_server());
+    assert_eq!(s.poll_timeout(), None, "no client deadline runs meanwhile");
+    s.handle_timeout(w.at(10_000));
+    assert_eq!(s.poll_close(), None, "not cut while the server is busy");
+    // Waiting again changes nothing: the wait started at 200.
+    s.handle_server_wait(w.at(5_000));
+    s.handle_server_resume(w.at(10_000));
+    assert!(!s.waits_for_server());
+    // The INIT deadline moved by the 9.8 s waited: 5.0 s + 9.8 s.
+    assert_eq!(s.poll_timeout(), Some(w.at(14_800)));
+    s.handle_timeout(w.at(14_799));
+    assert_eq!(s.poll_close(), None);
+    s.handle_timeout(w.at(14_800));
+    assert_eq!(
+        s.poll_close(),
+        Some(&CloseReason::InitTimeout { timeout_ms: 5_000 })
+    );
+}
+
+#[test]
+fn waiting_for_the_server_moves_the_handshake_deadline_too() {
+    let mut settings = Settings::default();
+    settings.set_advanced("init_timeout", "60000").unwrap();
+    let w = World::new(settings);
+    let mut s = starting_tls(&w, 100);
+    // TLS handshake deadline: 10 s after STARTTLS.
+    assert_eq!(s.poll_timeout(), Some(w.at(10_100)));
+    // Two steps of the handshake wait 1 s and 2 s for a worker; the
+    // client's own round trip in between counts.
+    s.handle_server_wait(w.at(100));
+    s.handle_server_resume(w.at(1_100));
+    assert_eq!(s.poll_timeout(), Some(w.at(11_100)));
+    s.handle_server_wait(w.at(3_000));
+    s.handle_server_resume(w.at(5_000));
+    assert_eq!(s.poll_timeout(), Some(w.at(13_100)));
+    s.handle_timeout(w.at(13_099));
+    assert_eq!(s.poll_close(), None);
+    s.handle_timeout(w.at(13_100));
+    match s.poll_close() {
+        Some(CloseReason::TlsHandshake(f)) => assert_eq!(f.kind, TlsFailureKind::Timeout),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_client_that_is_slow_itself_is_still_cut() {
+    // Resuming without waiting is a no-op: the deadlines stay.
+    let w = World::new(Settings::default());
+    let mut s = starting_tls(&w, 100);
+    s.handle_server_resume(w.at(3_000));
+    assert_eq!(s.poll_timeout(), Some(w.at(5_000)));
+    s.handle_timeout(w.at(5_000));
+    assert_eq!(
+        s.poll_close(),
+        Some(&CloseReason::InitTimeout { timeout_ms: 5_000 })
+    );
+}
+
 #[test]
 fn a_nack_must_be_acknowledged_within_the_dead_peer_interval() {
     let w = World::plain();

@@ -1,15 +1,17 @@
 //! `qnetd-bench`: a load generator that simulates thousands of
 //! corosync-qdevice 3.0.x nodes against a qnetd-compatible server (ours or
 //! the reference) on loopback, with the workloads connect-storm, steady,
-//! mass-split and reconnect, and prints p50/p99/max latencies, throughput,
+//! mass-split, reconnect and storm-while-loaded, and prints p50/p99/max latencies, throughput,
 //! errors and the server's RSS and CPU time as a table and as JSON.
 //!
 //! - [`node`]: one simulated node (a tokio task);
+//! - [`loaded`]: the clusters connected before a storm (their own thread);
 //! - [`workload`]: the coordinator of a run;
 //! - [`safety`]: the double-ACK check of mass-split;
 //! - [`report`]: figures, /proc sampling, table, JSON, ratio table;
 //! - [`proc`]: open-files limit, starting and restarting the server.
 
+pub mod loaded;
 pub mod node;
 pub mod proc;
 pub mod report;
@@ -53,6 +55,11 @@ enum BenchCommand {
     MassSplit(LoadArgs),
     /// The server restarts (needs --spawn); time until every node votes again.
     Reconnect(LoadArgs),
+    /// --loaded-clusters clusters connect (ramped) and heartbeat every
+    /// --loaded-heartbeat-ms, on a thread of their own; then --clusters
+    /// more connect at once. Reports the storm's figures and the loaded
+    /// clients' echo round trips and drops during it.
+    StormWhileLoaded(LoadArgs),
     /// Markdown ratio table (ours / reference) of JSON reports.
     Ratio(RatioArgs),
 }
@@ -103,6 +110,14 @@ struct LoadArgs {
     /// storm). Reconnections are never limited.
     #[arg(long, default_value_t = 0, value_name = "N")]
     max_connecting: usize,
+    /// storm-while-loaded: clusters connected and heartbeating before the
+    /// storm.
+    #[arg(long, default_value_t = 10)]
+    loaded_clusters: usize,
+    /// storm-while-loaded: heartbeat interval of the loaded clusters, ms
+    /// (their dead-peer interval is 1.5 times that).
+    #[arg(long, default_value_t = 1000)]
+    loaded_heartbeat_ms: u32,
     /// One 127.x.y.z source address per cluster (on), or the kernel's choice (off).
     #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     spread: bool,
@@ -197,6 +212,8 @@ impl LoadArgs {
             connect_timeout: self.connect_timeout,
             reconnect_jitter: Duration::from_millis(self.reconnect_jitter_ms),
             max_connecting: self.max_connecting,
+            loaded_clusters: self.loaded_clusters,
+            loaded_heartbeat_ms: self.loaded_heartbeat_ms,
             spread: self.spread,
             cluster_prefix: self.cluster_prefix.clone(),
             server_pid: self.server_pid,
@@ -217,6 +234,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
         BenchCommand::Steady(a) => (Workload::Steady, a),
         BenchCommand::MassSplit(a) => (Workload::MassSplit, a),
         BenchCommand::Reconnect(a) => (Workload::Reconnect, a),
+        BenchCommand::StormWhileLoaded(a) => (Workload::StormWhileLoaded, a),
         BenchCommand::Ratio(r) => return ratio(r),
     };
     let cfg = load.config();

@@ -151,6 +151,9 @@ pub struct NodeShared {
     pub error_samples: Mutex<Vec<String>>,
     /// Echo round trips, microseconds.
     pub echo_rtt_us: Mutex<Vec<u32>>,
+    /// When the echo request waiting for its reply was sent (ns since the
+    /// run's epoch; 0: none waits).
+    pub pending_echo_ns: AtomicU64,
 }
 
 impl NodeShared {
@@ -210,6 +213,7 @@ pub async fn run_node(
             Ok(Ok(End::Stop)) | Err(_) => return,
             Ok(Err(e)) => {
                 let view = view_of(&spec, *ctl.borrow());
+                shared.pending_echo_ns.store(0, Ordering::Relaxed);
                 shared.record(&ctx, held::DISCONNECTED, view);
                 shared.error(format!(
                     "{} node {}: {e}",
@@ -376,6 +380,7 @@ async fn session(
                                         v.push(us);
                                     }
                                     pending_echo = None;
+                                    shared.pending_echo_ns.store(0, Ordering::Relaxed);
                                 }
                             }
                         }
@@ -399,6 +404,7 @@ async fn session(
                 next_echo += hb;
                 seq += 1;
                 pending_echo = Some((seq, Instant::now()));
+                shared.pending_echo_ns.store(ctx.now_ns().max(1), Ordering::Relaxed);
                 out.clear();
                 Message::EchoRequest(Echo { seq: Some(seq) }).encode(&mut out);
                 stream.write_all(&out).await?;

@@ -245,7 +245,19 @@ pub struct Report {
     /// Reconnect: seconds from the stop of the server until it accepted
     /// connections again.
     pub restart_s: Option<f64>,
-    /// Every node got its expected vote, no double ACK.
+    /// storm-while-loaded: what the clients connected before the storm saw.
+    #[serde(default)]
+    pub loaded: Option<super::loaded::LoadedReport>,
+    /// The machine's load average (1, 5, 15 min) when the run ended.
+    #[serde(default)]
+    pub load_average: Option<String>,
+    /// CPUs the bench and the server may run on (their affinity).
+    #[serde(default)]
+    pub bench_cpus: Option<String>,
+    #[serde(default)]
+    pub server_cpus: Option<String>,
+    /// Every node got its expected vote, no double ACK (and, in
+    /// storm-while-loaded, no loaded client dropped).
     pub ok: bool,
 }
 
@@ -330,6 +342,18 @@ impl Report {
             row("server restart", format!("{r:.3} s"));
         }
         row("echo round trip", lat(&self.echo_rtt));
+        if let Some(l) = &self.loaded {
+            row(
+                "loaded set",
+                format!(
+                    "{} clusters = {} clients, heartbeat {} ms, nice {}",
+                    l.clusters, l.clients, l.heartbeat_ms, l.nice
+                ),
+            );
+            row("loaded: echo during storm", lat(&l.echo));
+            row("loaded: unanswered echoes", l.echo_unanswered.to_string());
+            row("loaded: dropped", l.dropped.to_string());
+        }
         if let Some(p) = &self.server_loaded {
             row(
                 "server RSS loaded",
@@ -342,6 +366,15 @@ impl Report {
         );
         if let (Some(a), Some(b)) = (&self.server_idle, &self.server_end) {
             row("server CPU total", format!("{:.2} s", b.cpu_s - a.cpu_s));
+        }
+        if let Some(c) = &self.bench_cpus {
+            row(
+                "CPUs (bench / server)",
+                format!("{c} / {}", self.server_cpus.as_deref().unwrap_or("?")),
+            );
+        }
+        if let Some(l) = &self.load_average {
+            row("load average at the end", l.clone());
         }
         row("double ACKs", self.double_acks.to_string());
         row("wrong final votes", self.wrong_votes.to_string());
@@ -414,6 +447,26 @@ fn figures() -> Vec<Figure> {
         (
             "echo RTT p99 (ms)",
             |r| (r.echo_rtt.count > 0).then_some(r.echo_rtt.p99_ms),
+            true,
+        ),
+        (
+            "loaded: echo p50 (ms)",
+            |r| r.loaded.as_ref().map(|l| l.echo.p50_ms),
+            true,
+        ),
+        (
+            "loaded: echo p99 (ms)",
+            |r| r.loaded.as_ref().map(|l| l.echo.p99_ms),
+            true,
+        ),
+        (
+            "loaded: echo max (ms)",
+            |r| r.loaded.as_ref().map(|l| l.echo.max_ms),
+            true,
+        ),
+        (
+            "loaded: dropped",
+            |r| r.loaded.as_ref().map(|l| l.dropped as f64),
             true,
         ),
         (
@@ -502,6 +555,28 @@ pub fn read_report(path: &Path) -> Result<Report, String> {
             path.display()
         )
     })
+}
+
+/// The machine's load average (the first three fields of /proc/loadavg).
+pub fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// The CPUs a process may run on (`Cpus_allowed_list` of
+/// /proc/PID/status; `self` for the bench).
+pub fn cpus_allowed(pid: Option<u32>) -> Option<String> {
+    let who = pid.map_or_else(|| "self".to_string(), |p| p.to_string());
+    let status = std::fs::read_to_string(format!("/proc/{who}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_string())
 }
 
 #[cfg(test)]

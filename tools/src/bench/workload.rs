@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rustls::ClientConfig;
 use tokio::sync::watch;
 
+use super::loaded::LoadedSet;
 use super::node::{self, held, NodeShared, NodeSpec, Phase, RunCtx, View};
 use super::proc::Spawned;
 use super::report::{sample_proc, Latency, PhaseReport, ProcSample, Report};
@@ -30,6 +31,9 @@ pub enum Workload {
     MassSplit,
     /// The server restarts; time until every node votes again.
     Reconnect,
+    /// Clusters connected and heartbeating (the loaded set, on a thread of
+    /// its own), then more connect at once.
+    StormWhileLoaded,
 }
 
 impl Workload {
@@ -39,6 +43,7 @@ impl Workload {
             Workload::Steady => "steady",
             Workload::MassSplit => "mass-split",
             Workload::Reconnect => "reconnect",
+            Workload::StormWhileLoaded => "storm-while-loaded",
         }
     }
 }
@@ -71,6 +76,10 @@ pub struct Config {
     /// once). For the set-up of steady and mass-split at scale; a storm is
     /// all at once by definition.
     pub max_connecting: usize,
+    /// storm-while-loaded: clusters connected before the storm, and their
+    /// heartbeat interval.
+    pub loaded_clusters: usize,
+    pub loaded_heartbeat_ms: u32,
     /// One 127.x.y.z source address per cluster.
     pub spread: bool,
     pub cluster_prefix: String,
@@ -104,6 +113,8 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(8),
             reconnect_jitter: Duration::from_millis(1000),
             max_connecting: 0,
+            loaded_clusters: 10,
+            loaded_heartbeat_ms: 1000,
             spread: true,
             cluster_prefix: "bench".into(),
             server_pid: None,
@@ -150,6 +161,9 @@ fn check_config(cfg: &Config, w: Workload) -> Result<(), String> {
     }
     if cfg.clusters.saturating_mul(cfg.nodes as usize) > 1_000_000 {
         return Err("at most 1,000,000 clients (clusters x nodes) per run".into());
+    }
+    if w == Workload::StormWhileLoaded && cfg.loaded_clusters == 0 {
+        return Err("storm-while-loaded needs --loaded-clusters 1 or more".into());
     }
     if cfg.clusters > 254 * 256 * 255 {
         return Err("too many clusters for one source address each; use --spread off".into());
@@ -378,7 +392,10 @@ fn cpu_delta(a: Option<ProcSample>, b: Option<ProcSample>) -> Option<f64> {
 /// `cfg.timeout`; nothing panics on bad input.
 pub async fn run(cfg: &Config, workload: Workload) -> Result<Report, String> {
     check_config(cfg, workload)?;
-    let clients = cfg.clusters * cfg.nodes as usize;
+    let mut clients = cfg.clusters * cfg.nodes as usize;
+    if workload == Workload::StormWhileLoaded {
+        clients += cfg.loaded_clusters * cfg.nodes as usize;
+    }
     let limit = super::proc::raise_nofile(clients as u64 * 2 + 4096);
     if (limit as usize) < clients + 32 {
         return Err(format!(
@@ -429,18 +446,25 @@ async fn run_with(
     let names: Vec<Arc<str>> = (0..cfg.clusters)
         .map(|i| Arc::from(format!("{}{:05}", cfg.cluster_prefix, i)))
         .collect();
+    let loaded_names: Vec<Arc<str>> = if workload == Workload::StormWhileLoaded {
+        (0..cfg.loaded_clusters)
+            .map(|i| Arc::from(format!("{}L{:05}", cfg.cluster_prefix, i)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let setup = Instant::now();
-    let tls = match &cfg.tls_dir {
+    let (tls, loaded_tls) = match &cfg.tls_dir {
         Some(dir) => {
             let dir = dir.clone();
-            let names = names.clone();
-            Some(
-                tokio::task::spawn_blocking(move || tls_configs(&dir, &names))
-                    .await
-                    .map_err(|e| format!("certificate task failed: {e}"))??,
-            )
+            let all: Vec<Arc<str>> = names.iter().chain(&loaded_names).cloned().collect();
+            let mut configs = tokio::task::spawn_blocking(move || tls_configs(&dir, &all))
+                .await
+                .map_err(|e| format!("certificate task failed: {e}"))??;
+            let loaded = configs.split_off(names.len());
+            (Some(configs), Some(loaded))
         }
-        None => None,
+        None => (None, None),
     };
     let setup_s = if tls.is_some() {
         setup.elapsed().as_secs_f64()
@@ -470,11 +494,43 @@ async fn run_with(
         heartbeat_ms: cfg.heartbeat_ms,
         connect_timeout: cfg.connect_timeout,
         reconnect_jitter: cfg.reconnect_jitter,
-        first_connect: (cfg.max_connecting > 0)
+        // A storm is all at once; --max-connecting ramps the set-up of the
+        // other workloads (and of the loaded set).
+        first_connect: (cfg.max_connecting > 0 && workload != Workload::StormWhileLoaded)
             .then(|| Arc::new(tokio::sync::Semaphore::new(cfg.max_connecting))),
         // Room for every phase, each bounded by the timeout.
         deadline: now + cfg.timeout * 3 + cfg.duration + Duration::from_secs(30),
     });
+    let loaded_set = if workload == Workload::StormWhileLoaded {
+        let mut specs = Vec::new();
+        for (j, name) in loaded_names.iter().enumerate() {
+            for n in 1..=cfg.nodes {
+                specs.push(NodeSpec {
+                    cluster: Arc::clone(name),
+                    node_id: n,
+                    nodes: cfg.nodes,
+                    source: cfg
+                        .spread
+                        .then(|| IpAddr::V4(source_address(cfg.clusters + j))),
+                    tls: loaded_tls.as_ref().map(|t| Arc::clone(&t[j])),
+                });
+            }
+        }
+        let lctx = Arc::new(RunCtx {
+            heartbeat_ms: cfg.loaded_heartbeat_ms,
+            first_connect: Some(Arc::new(tokio::sync::Semaphore::new(
+                if cfg.max_connecting > 0 {
+                    cfg.max_connecting
+                } else {
+                    200
+                },
+            ))),
+            ..clone_ctx(&ctx)
+        });
+        Some(LoadedSet::start(specs, lctx)?)
+    } else {
+        None
+    };
     let mut run = Run {
         cfg: cfg.clone(),
         specs,
@@ -482,6 +538,36 @@ async fn run_with(
         progress: Progress::new(cfg.progress),
     };
     let (ctl_tx, ctl_rx) = watch::channel(Phase::Whole);
+
+    // --- storm-while-loaded: the loaded set first ------------------------
+    let mut loaded_mark = None;
+    if let Some(set) = &loaded_set {
+        let start = Instant::now();
+        let total = set.specs.len();
+        loop {
+            let done = set.voting();
+            run.progress.show("loaded set", done, total, 0, start);
+            if done == total {
+                break;
+            }
+            if start.elapsed() >= cfg.timeout {
+                run.progress.end();
+                set_stop(loaded_set);
+                return Err(format!(
+                    "the loaded set did not connect: {done} of {total} clients voting after {} s",
+                    cfg.timeout.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        run.progress.end();
+        // Let the loaded clients settle into their heartbeats.
+        tokio::time::sleep(cfg.settle.max(Duration::from_millis(
+            2 * u64::from(cfg.loaded_heartbeat_ms),
+        )))
+        .await;
+        loaded_mark = Some(set.mark(ctx.now_ns()));
+    }
 
     // --- connect: every node at once ------------------------------------
     let idle = pid.and_then(sample_proc);
@@ -515,6 +601,15 @@ async fn run_with(
         cpu_delta(idle, loaded),
     );
     let connect_errors = run.errors();
+    let loaded_report = match (&loaded_set, &loaded_mark) {
+        (Some(set), Some(mark)) => Some(set.report_since(
+            mark,
+            ctx.now_ns(),
+            cfg.loaded_clusters,
+            cfg.loaded_heartbeat_ms,
+        )),
+        _ => None,
+    };
 
     let mut report = Report {
         workload: workload.name().into(),
@@ -537,6 +632,7 @@ async fn run_with(
         },
         ..Default::default()
     };
+    report.loaded = loaded_report;
     let connected_all = connect.done == connect.expected;
     // The storm's decisions are the connect phase's; the others', their phase's.
     let metrics_before = match cfg.metrics {
@@ -556,7 +652,7 @@ async fn run_with(
     // other phases need every node voting first.
     if connected_all || (workload == Workload::Steady && report.connect.done > 0) {
         match workload {
-            Workload::ConnectStorm => {}
+            Workload::ConnectStorm | Workload::StormWhileLoaded => {}
             Workload::Steady => {
                 // Nodes that did not connect in time stop trying, so the
                 // steady figures are those of the connected ones only.
@@ -809,8 +905,39 @@ async fn run_with(
         .collect();
     report.echo_rtt = Latency::from_ms(rtts);
     let phase_ok = report.phase.as_ref().is_none_or(|p| p.done == p.expected);
-    report.ok = connected_all && phase_ok && report.double_acks == 0 && report.wrong_votes == 0;
+    report.load_average = super::report::load_average();
+    report.bench_cpus = super::report::cpus_allowed(None);
+    report.server_cpus = pid.and_then(|p| super::report::cpus_allowed(Some(p)));
+    let loaded_ok = report.loaded.as_ref().is_none_or(|l| l.dropped == 0);
+    set_stop(loaded_set);
+    report.ok = connected_all
+        && phase_ok
+        && loaded_ok
+        && report.double_acks == 0
+        && report.wrong_votes == 0;
     Ok(report)
+}
+
+/// Stops the loaded set, if any, off the async runtime.
+fn set_stop(set: Option<LoadedSet>) {
+    if let Some(set) = set {
+        set.stop();
+    }
+}
+
+/// A copy of a run's parameters (to derive the loaded set's).
+fn clone_ctx(c: &RunCtx) -> RunCtx {
+    RunCtx {
+        server: c.server,
+        epoch: c.epoch,
+        algorithm: c.algorithm,
+        tie_breaker: c.tie_breaker,
+        heartbeat_ms: c.heartbeat_ms,
+        connect_timeout: c.connect_timeout,
+        reconnect_jitter: c.reconnect_jitter,
+        first_connect: c.first_connect.clone(),
+        deadline: c.deadline,
+    }
 }
 
 #[cfg(test)]
