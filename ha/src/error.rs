@@ -62,6 +62,15 @@ pub enum HaError {
         reason: String,
     },
 
+    /// The endpoint answered with an HTTP error that is not an etcd error.
+    #[error("etcd endpoint {endpoint}: {op} answered HTTP {status}: {body}{}", gateway_hint(.body))]
+    Gateway {
+        endpoint: String,
+        op: &'static str,
+        status: u16,
+        body: String,
+    },
+
     /// etcd refused the request (gRPC status `code`).
     #[error("etcd refused {op}: {message} (gRPC code {code}){}", hint(*code))]
     Etcd {
@@ -98,6 +107,14 @@ pub enum HaError {
     /// The controller task is gone (shut down).
     #[error("the HA controller has stopped")]
     Stopped,
+}
+
+fn gateway_hint(body: &str) -> &'static str {
+    if body.contains("CommonName") {
+        "; with etcd auth on, the client certificate in [ha] tls_cert must have no CommonName (etcd's JSON gateway cannot use it as the user name), or leave tls_cert unset and use user/password"
+    } else {
+        ""
+    }
 }
 
 fn hint(code: i32) -> &'static str {

@@ -229,6 +229,16 @@ impl Etcd {
     ) -> Result<Value> {
         let resp = t.post(op, path, body, token, self.timeout).await?;
         let ep = &t.endpoint.text;
+        if resp.status != 200 && serde_json::from_slice::<Value>(&resp.body).is_err() {
+            return Err(HaError::Gateway {
+                endpoint: ep.clone(),
+                op,
+                status: resp.status,
+                body: String::from_utf8_lossy(&resp.body[..resp.body.len().min(300)])
+                    .trim()
+                    .to_string(),
+            });
+        }
         let v: Value = serde_json::from_slice(&resp.body).map_err(|e| HaError::Protocol {
             endpoint: ep.clone(),
             op,

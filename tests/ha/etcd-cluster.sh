@@ -72,7 +72,8 @@ make_pki() {
     command -v openssl >/dev/null || die "openssl is needed for --tls: apt-get install openssl"
     local d="$DIR/pki" i san=""
     mkdir -p "$d"
-    for i in $(seq 1 $N); do san="${san}${san:+,}IP:$(ip_of "$i")"; done
+    san="IP:127.0.0.1"   # the tests reach members through proxies on loopback
+    for i in $(seq 1 $N); do san="${san},IP:$(ip_of "$i")"; done
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
         -subj "/CN=hx test etcd CA" -keyout "$d/ca-key.pem" -out "$d/ca.pem" 2>/dev/null || die "CA"
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=etcd" \
@@ -80,7 +81,9 @@ make_pki() {
     printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$san" > "$d/server.ext"
     openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
         -days 2 -extfile "$d/server.ext" -out "$d/server.pem" 2>/dev/null || die "server cert"
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=qnetd" \
+    # no CommonName: etcd's gateway refuses client certificates with a CN
+    # when auth is on (the CN would be a user name it cannot pass on)
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/O=qnetd test client" \
         -keyout "$d/client-key.pem" -out "$d/client.csr" 2>/dev/null || die "client key"
     printf 'extendedKeyUsage=clientAuth\n' > "$d/client.ext"
     openssl x509 -req -in "$d/client.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
@@ -144,7 +147,8 @@ cmd_start() {
     wait_healthy 30 || die "etcd did not become healthy within 30 s (logs: $DIR/e*.log)"
     ctl del /hx-health >/dev/null 2>&1
     if [ $auth = yes ]; then
-        ctl user add root:root-pw >/dev/null && ctl user add qnetd:qnetd-pw >/dev/null \
+        ctl user add root:root-pw >/dev/null && ctl role add root >/dev/null \
+            && ctl user grant-role root root >/dev/null && ctl user add qnetd:qnetd-pw >/dev/null \
             && ctl role add qnetd >/dev/null \
             && ctl role grant-permission qnetd --prefix=true readwrite /qnetd/ >/dev/null \
             && ctl user grant-role qnetd qnetd >/dev/null && ctl auth enable >/dev/null \
