@@ -104,6 +104,15 @@ pub enum HaError {
     #[error("vote record {key:?} in etcd is not a valid HeldVote ({reason}); it was skipped")]
     BadRecord { key: String, reason: String },
 
+    /// The floating address could not be added, removed or announced.
+    #[error("floating address {addr} on {dev}: cannot {action} it ({reason}); qnetd needs CAP_NET_ADMIN and CAP_NET_RAW, and the interface must exist")]
+    Address {
+        addr: String,
+        dev: String,
+        action: &'static str,
+        reason: String,
+    },
+
     /// The controller task is gone (shut down).
     #[error("the HA controller has stopped")]
     Stopped,

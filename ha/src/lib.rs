@@ -42,12 +42,14 @@
 //! * [`controller`]: election, keep-alive, standby observation, vote store.
 //! * [`etcd`], [`http`]: a small etcd v3 client over etcd's JSON gateway
 //!   (TLS with OpenSSL, user/password).
+//! * [`float`]: the floating address the leader takes and announces.
 //! * [`history`]: the checker over every instance's vote log.
 //! * [`error`]: the error type, [`HaError`].
 
 pub mod controller;
 pub mod error;
 pub mod etcd;
+pub mod float;
 pub mod history;
 pub mod http;
 pub mod lease;
@@ -57,6 +59,7 @@ pub use controller::{
 };
 pub use error::{HaError, Result};
 pub use etcd::EtcdConfig;
+pub use float::FloatingAddress;
 pub use http::TlsFiles;
 pub use lease::{LeaseClock, Previous, TakeoverPolicy};
 pub use qnetd_proto::state::HeldVote;

@@ -29,6 +29,7 @@
 #   float     publishing through a floating address (10.78.0.200) instead of
 #             a name: the instance holding it is cut off (link down), the
 #             other takes the address and announces it with gratuitous ARP
+#             (arping -U, or qnetd-ha's own with FLOAT_TOOL=target/debug/examples/float)
 #
 # Usage: publish-experiment.sh FAULT [--order ab|ba] [--runs N] [--max S]
 # Output: one line per run: "fault order run: connected_to_other=S ack=S".
@@ -163,8 +164,13 @@ EOF
         linkdown) ip link set "$P-qv$x" down ;;
         float)
             ip link set "$P-qv1" down
-            ip -n "$P-q2" addr add "$FLOAT/24" dev eth0
-            ip netns exec "$P-q2" arping -q -U -c 2 -w 2 -I eth0 "$FLOAT" >/dev/null 2>&1 &
+            if [ -n "${FLOAT_TOOL:-}" ]; then
+                # qnetd-ha's own: ip addr replace + one gratuitous ARP
+                ip netns exec "$P-q2" "$FLOAT_TOOL" take "$FLOAT/24" eth0 || die "float tool failed"
+            else
+                ip -n "$P-q2" addr add "$FLOAT/24" dev eth0
+                ip netns exec "$P-q2" arping -q -U -c 2 -w 2 -I eth0 "$FLOAT" >/dev/null 2>&1 &
+            fi
             ;;
     esac
     local tc="" ta="" deadline
