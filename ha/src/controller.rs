@@ -475,11 +475,17 @@ impl Controller {
     }
 
     fn etcd_failed(&mut self, e: &HaError) {
+        // the first failure of a streak is logged as a warning, the rest
+        // (every poll interval) at debug level
+        if self.failing_since.is_none() {
+            warn!(group = %self.config.group, "etcd: {e}");
+        } else {
+            debug!(group = %self.config.group, "etcd: {e}");
+        }
         let since = *self.failing_since.get_or_insert_with(Instant::now);
         if e.is_unavailable() {
             self.set_role(Role::NoQuorum { since });
         }
-        debug!("etcd: {e}");
     }
 
     async fn run(mut self) {

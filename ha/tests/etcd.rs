@@ -393,6 +393,89 @@ async fn cut_off_leader_stops_before_the_next_one_starts_and_cannot_write() {
     a.handle.resign().await.unwrap();
 }
 
+/// The example `instance` built next to this test (tests/ha/run.sh builds
+/// the examples).
+fn instance_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/instance");
+    assert!(
+        p.exists(),
+        "{} missing: cargo build -p qnetd-ha --examples",
+        p.display()
+    );
+    p
+}
+
+async fn kill_9_failover(policy: &str, takeover: qnetd_ha::TakeoverPolicy, ttl_s: u64) -> Duration {
+    use tokio::io::AsyncBufReadExt;
+    let g = group(&format!("kill9-{policy}"));
+    let mut child = tokio::process::Command::new(instance_bin())
+        .args([
+            &members().join(","),
+            &g,
+            "alpha",
+            &ttl_s.to_string(),
+            policy,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let led = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l == "role leader" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(led, Ok(true), "the child instance did not lead");
+    let mut c = config(&g, "beta", members(), ttl_s);
+    c.takeover = takeover;
+    let (handle, role) = Ha::start(c).await.unwrap();
+    let mut b = Instance {
+        name: "beta".into(),
+        handle,
+        role,
+        proxies: vec![],
+    };
+    wait_role(&mut b, "standby", Duration::from_secs(10), |r| {
+        *r == Role::Standby {
+            leader: Some("alpha".into()),
+        }
+    })
+    .await;
+    let t0 = Instant::now();
+    child.start_kill().unwrap(); // SIGKILL
+    let _ = child.wait().await;
+    let (_, at) = wait_role(&mut b, "leader", Duration::from_secs(20), is_leader).await;
+    b.handle.resign().await.unwrap();
+    at - t0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_leader_process_fails_over() {
+    // TTL 5 s, keep-alive every 0.5 s: the key vanishes about 4.5-5 s after
+    // the kill (plus etcd's expiry check); the default policy then waits
+    // the old TTL again, TrustExpiry does not
+    let wait = kill_9_failover("wait", qnetd_ha::TakeoverPolicy::WaitPreviousTtl, 5).await;
+    let trust = kill_9_failover("trust", qnetd_ha::TakeoverPolicy::TrustExpiry, 5).await;
+    let wait3 = kill_9_failover("wait", qnetd_ha::TakeoverPolicy::WaitPreviousTtl, 3).await;
+    println!("kill -9 of the leader -> standby serving after {wait:?} (wait previous TTL), {trust:?} (trust expiry) with TTL 5 s; {wait3:?} (wait previous TTL) with TTL 3 s");
+    assert!(trust < wait, "{trust:?} {wait:?}");
+    assert!(
+        wait >= Duration::from_secs(5),
+        "the default waits at least the old TTL: {wait:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vote_store_round_trip_in_batches() {
     let g = group("store");
@@ -446,6 +529,30 @@ async fn kill_of_the_etcd_leader_keeps_the_qnetd_leader() {
     assert!(a.handle.may_serve(Instant::now()), "{:?}", a.handle.role());
     script(&["start-member", &leader]);
     script(&["wait-healthy", "30"]);
+    let l = log.finish().await;
+    let lapses: Vec<_> = l.iter().filter(|(_, r)| !is_leader(r)).collect();
+    assert!(
+        lapses.is_empty(),
+        "the qnetd leader stopped serving: {lapses:?}"
+    );
+    a.handle.resign().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_of_the_first_etcd_member_keeps_the_leader() {
+    // member 1 (the instance's first endpoint) loses its link: requests to
+    // it hang without a reset until the request timeout, then the client
+    // moves on to the next member
+    let g = group("partition");
+    let mut a = instance(&g, "alpha", 5).await;
+    wait_role(&mut a, "leader", Duration::from_secs(10), is_leader).await;
+    let log = record(&a);
+    script(&["partition", "1"]);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let still = a.handle.may_serve(Instant::now());
+    script(&["heal", "1"]);
+    script(&["wait-healthy", "30"]);
+    assert!(still, "{:?}", a.handle.role());
     let l = log.finish().await;
     let lapses: Vec<_> = l.iter().filter(|(_, r)| !is_leader(r)).collect();
     assert!(

@@ -19,7 +19,8 @@ command -v etcd >/dev/null || { echo "run.sh: etcd missing: apt-get install etcd
 trap '"$ETCD" stop >/dev/null 2>&1' EXIT
 rc=0
 cd "$ROOT" || exit 1
-cargo test -p qnetd-ha --test etcd --no-run >/dev/null 2>&1 || { echo "run.sh: build failed" >&2; exit 1; }
+{ cargo build -p qnetd-ha --examples && cargo test -p qnetd-ha --test etcd --no-run; } >/dev/null 2>&1 \
+    || { echo "run.sh: build failed" >&2; exit 1; }
 
 "$ETCD" start || exit 1
 eval "$("$ETCD" env)"
