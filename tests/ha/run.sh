@@ -27,6 +27,8 @@ eval "$("$ETCD" env)"
 cargo test -p qnetd-ha --test etcd -- --test-threads=1 --skip tls_and_auth || rc=1
 "$ETCD" stop
 
+"$HERE/float-test.sh" || rc=1
+
 "$ETCD" start --tls --auth || exit 1
 eval "$("$ETCD" env)"
 cargo test -p qnetd-ha --test etcd -- --test-threads=1 \
