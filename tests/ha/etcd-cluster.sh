@@ -25,21 +25,26 @@
 # "qnetd-pw") with readwrite on /qnetd/.
 #
 # Environment: HA_ETCD_PREFIX (hx), HA_ETCD_NET (10.78.5), HA_ETCD_DIR
-# (/tmp/ha-etcd). Only processes recorded in the state dir are signalled.
+# (/tmp/ha-etcd), HA_ETCD_HOSTBASE (10: members are NET.11-13),
+# HA_ETCD_BRIDGE (an existing bridge to use instead of our own). Only processes recorded in the state dir are signalled.
 set -u
 set -o pipefail
 
 P=${HA_ETCD_PREFIX:-hx}
 NET=${HA_ETCD_NET:-10.78.5}
 DIR=${HA_ETCD_DIR:-/tmp/ha-etcd}
-BR="${P}-eb0"
+# HA_ETCD_BRIDGE: attach the members to an existing bridge (created and
+# removed by someone else, e.g. the interop harness) instead of our own
+BR=${HA_ETCD_BRIDGE:-${P}-eb0}
+OWN_BRIDGE=$([ -n "${HA_ETCD_BRIDGE:-}" ] && echo no || echo yes)
+BASE_HOST=${HA_ETCD_HOSTBASE:-10}
 N=3
 PROG=$(basename "$0")
 
 die() { echo "$PROG: error: $*" >&2; exit 1; }
 info() { echo "$PROG: $*" >&2; }
 
-ip_of() { echo "$NET.$((10 + $1))"; }
+ip_of() { echo "$NET.$((BASE_HOST + $1))"; }
 ns_of() { echo "$P-e$1"; }
 scheme() { [ -f "$DIR/tls" ] && echo https || echo http; }
 url_of() { echo "$(scheme)://$(ip_of "$1"):2379"; }
@@ -129,11 +134,17 @@ cmd_start() {
         shift
     done
     [ -e "$DIR/created" ] && die "already started (state in $DIR); run '$PROG stop' first"
-    ip link show "$BR" >/dev/null 2>&1 && die "bridge $BR exists; run '$PROG stop' first"
+    if [ $OWN_BRIDGE = yes ]; then
+        ip link show "$BR" >/dev/null 2>&1 && die "bridge $BR exists; run '$PROG stop' first"
+    else
+        ip link show "$BR" >/dev/null 2>&1 || die "bridge $BR (HA_ETCD_BRIDGE) does not exist"
+    fi
     mkdir -p "$DIR"; : > "$DIR/created"
     [ $tls = yes ] && { touch "$DIR/tls"; make_pki; }
-    ip link add "$BR" type bridge || die "cannot create bridge $BR"
-    ip addr add "$NET.1/24" dev "$BR"; ip link set "$BR" up
+    if [ $OWN_BRIDGE = yes ]; then
+        ip link add "$BR" type bridge || die "cannot create bridge $BR"
+        ip addr add "$NET.1/24" dev "$BR"; ip link set "$BR" up
+    fi
     local i
     for i in $(seq 1 $N); do
         ip netns add "$(ns_of "$i")" || die "netns $(ns_of "$i") exists"
@@ -173,7 +184,7 @@ cmd_stop() {
         ip netns del "$(ns_of "$i")" 2>/dev/null
         ip link del "$P-ev$i" 2>/dev/null
     done
-    ip link del "$BR" 2>/dev/null
+    [ $OWN_BRIDGE = yes ] && ip link del "$BR" 2>/dev/null
     case "$DIR" in /tmp/?*) rm -rf "$DIR";; *) info "left $DIR in place";; esac
     info "stopped"
 }

@@ -30,8 +30,16 @@
 #             a name: the instance holding it is cut off (link down), the
 #             other takes the address and announces it with gratuitous ARP
 #             (arping -U, or qnetd-ha's own with FLOAT_TOOL=target/debug/examples/float)
+#   ha        end to end: the floating address driven by qnetd-ha's
+#             controller (ha/examples/instance in each instance's netns,
+#             TTL 5 s) on a 3-member etcd attached to the same bridge
+#             (tests/ha/etcd-cluster.sh, members .21-.23); the leader's host
+#             is cut off (link down: no clients, no etcd); measured from the
+#             cut (etcd lease expiry + takeover wait + announcement +
+#             qdevice reconnect). --policy wait|trust picks the takeover
+#             policy.
 #
-# Usage: publish-experiment.sh FAULT [--order ab|ba] [--runs N] [--max S]
+# Usage: publish-experiment.sh FAULT [--order ab|ba] [--runs N] [--max S] [--policy wait|trust]
 # Output: one line per run: "fault order run: connected_to_other=S ack=S".
 # Needs root, corosync, corosync-qdevice, corosync-qnetd, nftables,
 # iputils-arping and ../shared/interop (or INTEROP_DIR).
@@ -60,17 +68,26 @@ done
 [ -x "$INTEROP/cluster" ] || die "interop harness not found (set INTEROP_DIR)"
 
 FAULT=${1:-}; shift || true
-ORDER=ab; RUNS=1; MAX=90
+ORDER=ab; RUNS=1; MAX=90; POLICY=wait
 while [ $# -gt 0 ]; do
     case "$1" in
         --order) ORDER=$2; shift;;
         --runs) RUNS=$2; shift;;
         --max) MAX=$2; shift;;
+        --policy) POLICY=$2; shift;;
         *) die "unknown option $1";;
     esac
     shift
 done
-case "$FAULT" in kill|blackhole|drop|linkdown|float|setup|cleanup) ;; *) die "FAULT must be kill|blackhole|drop|linkdown|float (or setup|cleanup)";; esac
+case "$FAULT" in kill|blackhole|drop|linkdown|float|ha|setup|cleanup) ;; *) die "FAULT must be kill|blackhole|drop|linkdown|float|ha (or setup|cleanup)";; esac
+ROOT=$(cd "$HERE/../.." && pwd)
+INSTANCE=${INSTANCE_TOOL:-$ROOT/target/debug/examples/instance}
+ETCD_SH="$HERE/etcd-cluster.sh"
+etcd_env() { HA_ETCD_PREFIX=${P}p HA_ETCD_BRIDGE=$P-br0 HA_ETCD_NET=$NET HA_ETCD_HOSTBASE=20 HA_ETCD_DIR=$BASE-etcd "$@"; }
+if [ "$FAULT" = ha ]; then
+    [ -x "$INSTANCE" ] || die "$INSTANCE missing: cargo build -p qnetd-ha --examples"
+    command -v etcd >/dev/null || die "etcd missing: apt-get install etcd-server etcd-client"
+fi
 
 qaddr() { echo "$NET.20$1"; }
 qdir() { echo "$BASE/q$1"; }
@@ -98,7 +115,14 @@ q_acks() { qref "$1" tool -l -v 2>/dev/null | grep -c 'Vote:.*(ACK)'; }
 which_q() { local i; for i in 1 2; do [ "$(q_nodes $i)" = 2 ] && { echo "$i"; return; }; done; echo 0; }
 
 cleanup() {
-    local i
+    local i pid
+    for i in 1 2; do
+        if [ -s "$BASE/inst$i.pid" ]; then
+            read -r pid < "$BASE/inst$i.pid"
+            [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = instance ] && kill -9 "$pid" 2>/dev/null
+        fi
+    done
+    [ -e "$BASE-etcd/created" ] && etcd_env "$ETCD_SH" stop >/dev/null 2>&1
     for i in 1 2; do
         [ -f "$(qdir $i)/qnetd.pidinfo" ] && qref $i stop >/dev/null 2>&1
         ip netns del "$P-q$i" 2>/dev/null
@@ -117,7 +141,7 @@ one_run() { # run-number
         if [ "$ORDER" = ab ]; then echo "$(qaddr 1) qnetd-grp"; echo "$(qaddr 2) qnetd-grp"
         else echo "$(qaddr 2) qnetd-grp"; echo "$(qaddr 1) qnetd-grp"; fi
     } > "$hosts"
-    [ "$FAULT" = float ] && host=$FLOAT
+    case "$FAULT" in float|ha) host=$FLOAT;; esac
     # The nodes' qdevices run in a mount namespace where the private hosts
     # file is bind mounted over /etc/hosts (the real /etc is never written).
     # `cluster up` itself must run outside it: the netns it creates are bind
@@ -130,6 +154,23 @@ one_run() { # run-number
         # on the wildcard so the one that takes the address serves on it
         ip -n "$P-q1" addr add "$FLOAT/24" dev eth0
         q_start 1 0.0.0.0; q_start 2 0.0.0.0
+    elif [ "$FAULT" = ha ]; then
+        etcd_env "$ETCD_SH" start >"$BASE/etcd.log" 2>&1 || die "etcd did not start (see $BASE/etcd.log)"
+        local eps; eps=$(etcd_env "$ETCD_SH" endpoints)
+        q_start 1 0.0.0.0; q_start 2 0.0.0.0
+        local grp="exp-$$-$r" i t
+        for i in 1 2; do
+            setsid ip netns exec "$P-q$i" "$INSTANCE" "$eps" "$grp" "q$i" 5 "$POLICY" "$FLOAT/24" eth0 \
+                > "$BASE/inst$i.out" 2> "$BASE/inst$i.log" < /dev/null &
+            echo $! > "$BASE/inst$i.pid"
+            if [ $i = 1 ]; then
+                t=0
+                until ip -n "$P-q1" addr show dev eth0 | grep -q "$FLOAT/"; do
+                    [ $t -lt 75 ] || die "instance 1 did not take $FLOAT (see $BASE/inst1.log)"
+                    sleep 0.2; t=$((t + 1))
+                done
+            fi
+        done
     else
         q_start 1; q_start 2
     fi
@@ -142,7 +183,7 @@ one_run() { # run-number
     while x=$(which_q); [ "$x" = 0 ] && [ $t -lt 50 ]; do sleep 0.2; t=$((t + 1)); done
     [ "$x" != 0 ] || die "no instance lists both nodes"
     local y=$((3 - x))
-    [ "$FAULT" = float ] && [ "$x" != 1 ] && die "float: nodes not on instance 1"
+    case "$FAULT" in float|ha) [ "$x" != 1 ] && die "$FAULT: nodes not on instance 1";; esac
     if [ $r = 1 ]; then
         ip netns exec "$P-n1" getent ahosts qnetd-grp >/dev/null 2>&1 || true
         log "resolver order in the node (getent ahostsv4 via the private hosts):"
@@ -161,7 +202,7 @@ table inet hx_drop {
 }
 EOF
             ;;
-        linkdown) ip link set "$P-qv$x" down ;;
+        linkdown|ha) ip link set "$P-qv$x" down ;;
         float)
             ip link set "$P-qv1" down
             if [ -n "${FLOAT_TOOL:-}" ]; then
@@ -180,7 +221,11 @@ EOF
         [ -n "$tc" ] && [ "$(q_acks $y)" = 2 ] && { ta=$(since "$t0"); break; }
         sleep 0.2
     done
-    echo "$FAULT order=$ORDER run=$r first=q$x: both nodes on the other instance after ${tc:-never (>${MAX}s)}s, both ACK after ${ta:-never (>${MAX}s)}s"
+    local extra=""
+    if [ "$FAULT" = ha ]; then
+        extra=" policy=$POLICY; q2 took the address at +$(awk -v t0="$t0" '/took/{printf "%.2f", $1/1000 - t0; exit}' "$BASE/inst2.log")s, q1 released it at +$(awk -v t0="$t0" '/released/{printf "%.2f", $1/1000 - t0; exit}' "$BASE/inst1.log")s;"
+    fi
+    echo "$FAULT$extra order=$ORDER run=$r first=q$x: both nodes on the other instance after ${tc:-never (>${MAX}s)}s, both ACK after ${ta:-never (>${MAX}s)}s"
     [ "$FAULT" = float ] && wait
     "$INTEROP/cluster" down --keep-logs "$BASE-logs/$FAULT-$ORDER-$r" >/dev/null 2>&1
 }
