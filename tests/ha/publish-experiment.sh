@@ -163,6 +163,7 @@ one_run() { # run-number
             setsid ip netns exec "$P-q$i" "$INSTANCE" "$eps" "$grp" "q$i" 5 "$POLICY" "$FLOAT/24" eth0 \
                 > "$BASE/inst$i.out" 2> "$BASE/inst$i.log" < /dev/null &
             echo $! > "$BASE/inst$i.pid"
+            disown
             if [ $i = 1 ]; then
                 t=0
                 until ip -n "$P-q1" addr show dev eth0 | grep -q "$FLOAT/"; do
