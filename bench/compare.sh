@@ -1,6 +1,6 @@
 #!/bin/bash
 # bench/compare.sh: side-by-side benchmark of qnetd (release build) and the
-# Debian corosync-qnetd, with the same load from `qnetd bench`, in one run.
+# Debian corosync-qnetd, with the same load from `qnetd-bench`, in one run.
 #
 # For each workload it starts our server, runs the bench against it, stops
 # it, then does the same with corosync-qnetd (both on loopback, TLS on with
@@ -70,7 +70,9 @@ if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --release) || die "cargo build --release failed"
 fi
 Q=$ROOT/target/release/qnetd
+QB=$ROOT/target/release/qnetd-bench
 [ -x "$Q" ] || die "$Q not found: run cargo build --release (or BUILD=1)"
+[ -x "$QB" ] || die "$QB not found: run cargo build --release (or BUILD=1)"
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -107,7 +109,7 @@ run_one() { # who workload clusters
     [ "$w" = connect-storm ] && ramp=0
     echo "== $w against $name ($clusters clusters x $NODES nodes, TLS $TLS)"
     local rc=0
-    "$Q" bench "$w" --server "127.0.0.1:$port" --clusters "$clusters" --nodes "$NODES" \
+    "$QB" "$w" --server "127.0.0.1:$port" --clusters "$clusters" --nodes "$NODES" \
         --tls "$TLS" --tls-dir "$WORK/tls" --heartbeat-ms "$HEARTBEAT_MS" \
         --duration "$STEADY_S" --timeout "$TIMEOUT" \
         --connect-timeout "$CONNECT_TIMEOUT" --max-connecting "$ramp" --settle "$SETTLE" \
@@ -166,7 +168,7 @@ done
     echo "## Ratio table (qnetd / corosync-qnetd; below 1 is better for times, CPU and memory)"
     echo
     if [ ${#OURS_JSON[@]} -gt 0 ]; then
-        "$Q" bench ratio --ours "${OURS_JSON[@]}" --reference "${REF_JSON[@]}"
+        "$QB" ratio --ours "${OURS_JSON[@]}" --reference "${REF_JSON[@]}"
     else
         echo "(no workload completed on both servers)"
     fi

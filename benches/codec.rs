@@ -2,11 +2,11 @@
 //! handles, with realistic contents (2- and 16-node lists).
 //! `cargo bench --bench codec`.
 
-use qnetd::client::{init_message, NodeParams};
-use qnetd::wire::{
+use qnetd_core::wire::{
     self, AlgorithmKind, Echo, ErrorCode, InitReply, Message, MsgType, NodeInfo, NodeList,
     NodeListReply, NodeListType, NodeState, Preinit, RingId, SeqOnly, TieBreaker, Vote, VoteInfo,
 };
+use qnetd_tools::client::{init_message, NodeParams};
 
 fn main() {
     divan::main();

@@ -6,7 +6,9 @@
 //! * `client` makes a cluster key and certificate here and bundles them as
 //!   the `qdevice-net-node.p12` that the nodes import with
 //!   `corosync-qdevice-net-certutil -m` (no CSR round trip);
-//! * `show` prints subjects, validity and fingerprints.
+//! * `show` prints subjects, validity and fingerprints;
+//! * `import-nss` takes the CA and server certificate of a corosync-qnetd
+//!   NSS database (see `compat/import_nss.rs`).
 //!
 //! The PKI itself is in the `qnetd-certs` crate.
 
@@ -81,6 +83,24 @@ enum CertsCommand {
         #[arg(long, default_value = DEFAULT_TLS_DIR)]
         dir: PathBuf,
     },
+    /// Import the CA (with its key) and the server certificate from a
+    /// corosync-qnetd NSS database (needs pk12util, libnss3-tools).
+    ImportNss {
+        /// The NSS database folder of corosync-qnetd.
+        #[arg(long, default_value = "/etc/corosync/qnetd/nssdb")]
+        nssdb: PathBuf,
+        /// TLS directory to write qnetd's PEM files to; when it is the
+        /// database folder itself, the old database is kept as
+        /// FOLDER.pre-qnetd and replaced by an empty one.
+        #[arg(long, default_value = DEFAULT_TLS_DIR)]
+        dir: PathBuf,
+        /// Nickname of the CA in the database.
+        #[arg(long, default_value = crate::compat::import_nss::CA_NICKNAME)]
+        ca_nickname: String,
+        /// Nickname of the server certificate (corosync-qnetd's cert_nickname).
+        #[arg(long, default_value = crate::compat::import_nss::SERVER_NICKNAME)]
+        server_nickname: String,
+    },
     /// Show the certificates: subjects, expiry, fingerprints.
     Show {
         /// TLS directory.
@@ -109,6 +129,19 @@ pub fn run(args: CertsArgs) -> ExitCode {
             dir,
         } => client(&dir, &cluster, out, days),
         CertsCommand::Show { dir, files } => show(&dir, &files),
+        CertsCommand::ImportNss {
+            nssdb,
+            dir,
+            ca_nickname,
+            server_nickname,
+        } => {
+            return crate::compat::import_nss::cli(&crate::compat::import_nss::Import {
+                nssdb,
+                dir,
+                ca_nickname,
+                server_nickname,
+            })
+        }
     };
     match result {
         Ok(code) => code,

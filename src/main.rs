@@ -4,18 +4,19 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
-use qnetd::config::{self, AddressFamily, Settings, TlsMode};
-use qnetd::server::Server;
-use qnetd::server::ServerCtx;
+use qnetd_core::config::{self, AddressFamily, SettingError, SettingWarning, Settings, TlsMode};
+use qnetd_server::{Server, ServerCtx, Shutdown};
 use std::sync::Arc;
 use tracing::{error, info, warn};
 
 mod certs_cmd;
-mod flood_cmd;
+mod compat;
+mod daemon;
 mod status_cmd;
 
 #[derive(Parser)]
@@ -36,10 +37,6 @@ enum Command {
     Certs(certs_cmd::CertsArgs),
     /// Show the running server's clusters, nodes, partitions and votes.
     Status(status_cmd::StatusArgs),
-    /// Hardening suite: attack a server (loopback only) while legitimate
-    /// clusters hold their votes, and report per phase.
-    Flood(flood_cmd::FloodArgs),
-    Bench(Box<qnetd::bench::BenchArgs>),
 }
 
 #[derive(Args)]
@@ -47,7 +44,8 @@ struct ServeArgs {
     /// TOML configuration file (same keys as the options below; see config/qnetd.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Stay in the foreground. qnetd always does; accepted for compatibility with corosync-qnetd.
+    /// Stay in the foreground. `qnetd serve` always does; started as
+    /// corosync-qnetd, the server detaches unless -f is given.
     #[arg(short = 'f', long)]
     foreground: bool,
     /// Debug logging (-dd for trace).
@@ -82,33 +80,78 @@ struct ServeArgs {
     advanced: Vec<String>,
 }
 
-fn port_arg(s: &str) -> Result<u16, String> {
+fn port_arg(s: &str) -> Result<u16, SettingError> {
     config::parse_port(s)
 }
 
-fn bool_arg(s: &str) -> Result<bool, String> {
-    config::parse_bool(s).ok_or_else(|| format!("'{s}' is not on/off (yes/no, 1/0)"))
+fn bool_arg(s: &str) -> Result<bool, SettingError> {
+    config::parse_bool(s).ok_or_else(|| SettingError::NotABoolean {
+        key: "-c".into(),
+        value: s.into(),
+    })
 }
 
 fn main() -> ExitCode {
+    // Installed as corosync-qnetd, corosync-qnetd-tool or
+    // corosync-qnetd-certutil, the binary behaves as that program.
+    if let Some(code) = compat::dispatch() {
+        return code;
+    }
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args, ServeMode::default()),
         Command::Certs(args) => certs_cmd::run(args),
         Command::Status(args) => status_cmd::run(args),
-        Command::Flood(args) => flood_cmd::run(args),
-        Command::Bench(args) => qnetd::bench::main(*args),
     }
 }
 
-/// Builds the settings: defaults, then the file, then the command line.
-fn settings_from(args: &ServeArgs) -> Result<(Settings, Vec<String>), String> {
-    let mut s = Settings::default();
+/// Why the configuration could not be built.
+#[derive(Debug)]
+enum ConfigError {
+    /// The `--config` file cannot be read.
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A setting is invalid.
+    Setting(SettingError),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Read { path, error } => {
+                write!(
+                    f,
+                    "cannot read configuration file {}: {error}",
+                    path.display()
+                )
+            }
+            ConfigError::Setting(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<SettingError> for ConfigError {
+    fn from(e: SettingError) -> Self {
+        ConfigError::Setting(e)
+    }
+}
+
+/// Builds the settings: `base` (the defaults), then the file, then the
+/// command line.
+fn settings_from(
+    args: &ServeArgs,
+    base: Settings,
+) -> Result<(Settings, Vec<SettingWarning>), ConfigError> {
+    let mut s = base;
     let mut warnings = Vec::new();
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read configuration file {}: {e}", path.display()))?;
-        warnings.extend(s.apply_toml(&text, path).map_err(|e| e.to_string())?);
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.clone(),
+            error,
+        })?;
+        warnings.extend(s.apply_toml(&text, path)?);
     }
     if args.ipv4 {
         s.address_family = AddressFamily::Ipv4;
@@ -138,13 +181,14 @@ fn settings_from(args: &ServeArgs) -> Result<(Settings, Vec<String>), String> {
         s.metrics_listen = config::parse_metrics_listen(m)?;
     }
     for a in &args.advanced {
-        warnings.extend(s.set_advanced_list(a).map_err(|e| e.to_string())?);
+        warnings.extend(s.set_advanced_list(a)?);
     }
-    s.validate().map_err(|e| e.to_string())?;
+    s.validate()?;
     Ok((s, warnings))
 }
 
-fn init_logging(debug: u8) {
+/// Logs to stderr, or to syslog as `syslog_ident` (daemon mode).
+fn init_logging(debug: u8, syslog_ident: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let default = match debug {
         0 => "info",
@@ -155,6 +199,16 @@ fn init_logging(debug: u8) {
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
+    if let Some(ident) = syslog_ident {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(daemon::Syslog::new(ident))
+            .with_target(false)
+            .init();
+        return;
+    }
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -164,39 +218,77 @@ fn init_logging(debug: u8) {
         .init();
 }
 
-/// Holds the lock file (flock) for the life of the process, like the
-/// reference, so two instances cannot share a configuration.
-fn take_lock(path: &Path) -> Result<File, String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            format!(
-                "cannot create the directory of the lock file {}: {e} (run as root, or choose another path with -S lock_file=PATH)",
+/// Why the lock file could not be taken.
+#[derive(Debug)]
+enum LockError {
+    /// Its directory or the file cannot be created or opened.
+    Open {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// Another instance holds it.
+    Held { path: PathBuf },
+    /// fcntl or flock failed.
+    Lock {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Open { path, error } => write!(
+                f,
+                "cannot open lock file {}: {error} (run as root, or choose another path with -S lock_file=PATH)",
                 path.display()
-            )
-        })?;
+            ),
+            LockError::Held { path } => write!(
+                f,
+                "another instance is running (lock file {} is held); stop it first or use another -S lock_file",
+                path.display()
+            ),
+            LockError::Lock { path, error } => write!(f, "cannot lock {}: {error}", path.display()),
+        }
+    }
+}
+
+/// Holds the lock file for the life of the process, so two instances (ours
+/// or corosync-qnetd) cannot share a configuration; the file holds the pid.
+fn take_lock(path: &Path) -> Result<File, LockError> {
+    let open = |error| LockError::Open {
+        path: path.to_path_buf(),
+        error,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(open)?;
     }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o640)
         .open(path)
-        .map_err(|e| {
-            format!(
-                "cannot open lock file {}: {e} (run as root, or choose another path with -S lock_file=PATH)",
-                path.display()
-            )
-        })?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(format!(
-                "another instance is running (lock file {} is held); stop it first or use another -S lock_file",
-                path.display()
-            ))
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(format!("cannot lock {}: {e}", path.display()))
-        }
+        .map_err(open)?;
+    // Both kinds of lock: fcntl, which corosync-qnetd takes on the same
+    // file, and flock, which earlier qnetd versions took.
+    let lock_failed = |error| LockError::Lock {
+        path: path.to_path_buf(),
+        error,
+    };
+    let held = match daemon::lock_pid_file(&f) {
+        Ok(true) => match f.try_lock() {
+            Ok(()) => false,
+            Err(std::fs::TryLockError::WouldBlock) => true,
+            Err(std::fs::TryLockError::Error(e)) => return Err(lock_failed(e)),
+        },
+        Ok(false) => true,
+        Err(e) => return Err(lock_failed(e)),
+    };
+    if held {
+        return Err(LockError::Held {
+            path: path.to_path_buf(),
+        });
     }
     f.set_len(0).ok();
     let _ = writeln!(f, "{}", std::process::id());
@@ -229,46 +321,110 @@ fn notify_ready() {
 const EXIT_CONFIG: u8 = 2;
 /// Exit status when another instance holds the lock file.
 const EXIT_LOCK: u8 = 3;
-// Listen (4), TLS (5) and admin/metrics (6) failures: see StartFailure.
+/// Exit status when the TLS material is missing or unusable (the server's
+/// own start failures, listen 4, TLS 5, admin/metrics 6: see StartError).
+const EXIT_TLS: u8 = 5;
 
-fn serve(args: ServeArgs) -> ExitCode {
-    let (settings, warnings) = match settings_from(&args) {
+/// A check of the settings before the start; the error is the message.
+type SettingsCheck = fn(&Settings) -> Result<(), String>;
+
+/// How [`serve`] runs: as `qnetd serve`, or as the drop-in `corosync-qnetd`
+/// (see `compat`).
+pub(crate) struct ServeMode {
+    /// Program name for messages and syslog.
+    prog: &'static str,
+    /// The settings before the file and the command line apply.
+    base: Settings,
+    /// Detach unless `-f` was given (corosync-qnetd); `qnetd serve` always
+    /// stays in the foreground.
+    daemon_unless_foreground: bool,
+    /// Checked before the lock is taken: a failure is a TLS start failure
+    /// (exit 5). corosync-qnetd uses it to refuse starting without key
+    /// material instead of creating a CA.
+    tls_check: Option<SettingsCheck>,
+}
+
+impl Default for ServeMode {
+    fn default() -> Self {
+        ServeMode {
+            prog: "qnetd",
+            base: Settings::default(),
+            daemon_unless_foreground: false,
+            tls_check: None,
+        }
+    }
+}
+
+/// Where the outcome of the start goes: the log, and in daemon mode also
+/// the parent process waiting to exit with it.
+struct Start {
+    pipe: Option<daemon::ReadyPipe>,
+}
+
+impl Start {
+    fn fail(&mut self, code: u8, message: &str) -> ExitCode {
+        error!("{message}");
+        if let Some(pipe) = self.pipe.take() {
+            pipe.failed(code, message);
+        }
+        ExitCode::from(code)
+    }
+
+    fn ready(&mut self) {
+        notify_ready();
+        if let Some(pipe) = self.pipe.take() {
+            pipe.ready();
+        }
+    }
+}
+
+fn serve(args: ServeArgs, mode: ServeMode) -> ExitCode {
+    let (settings, warnings) = match settings_from(&args, mode.base) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("qnetd: {e}");
+            eprintln!("{}: {e}", mode.prog);
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    init_logging(settings.debug);
+    let detach = mode.daemon_unless_foreground && !args.foreground;
+    let mut start = Start { pipe: None };
+    if detach {
+        // Before any thread exists: the parent exits with the start status.
+        match daemon::detach(mode.prog) {
+            Ok(pipe) => start.pipe = Some(pipe),
+            Err(e) => {
+                eprintln!("{}: {e}", mode.prog);
+                return ExitCode::from(1);
+            }
+        }
+    }
+    init_logging(settings.debug, detach.then_some(mode.prog));
     for w in warnings {
         warn!("{w}");
     }
+    if let Some(check) = mode.tls_check {
+        if let Err(e) = check(&settings) {
+            return start.fail(EXIT_TLS, &e);
+        }
+    }
     let _lock = match take_lock(&settings.lock_file) {
         Ok(f) => f,
-        Err(e) => {
-            error!("{e}");
-            return ExitCode::from(EXIT_LOCK);
-        }
+        Err(e) => return start.fail(EXIT_LOCK, &e.to_string()),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
-        Err(e) => {
-            error!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return start.fail(1, &format!("cannot start the async runtime: {e}")),
     };
     runtime.block_on(async move {
         // Handlers first: a SIGTERM right after READY=1 must drain, not kill.
-        let shutdown = shutdown_signal();
+        let shutdown = Shutdown::new();
+        let signals = shutdown_on_signal(shutdown.clone());
         let server = match Server::bind(settings.clone()).await {
             Ok(s) => s,
-            Err(e) => {
-                error!("{e}");
-                return ExitCode::from(e.0.exit_code());
-            }
+            Err(e) => return start.fail(e.exit_code(), &e.to_string()),
         };
         let addr = server
             .local_addr()
@@ -290,8 +446,9 @@ fn serve(args: ServeArgs) -> ExitCode {
                 warn!("{w}");
             }
         }
+        tokio::spawn(signals);
         tokio::spawn(reload_on_sighup(server.ctx()));
-        notify_ready();
+        start.ready();
         server.run(shutdown).await;
         info!("qnetd stopped");
         ExitCode::SUCCESS
@@ -299,8 +456,8 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 /// Installs the SIGTERM/SIGINT handlers now and returns the future that
-/// completes when one of them arrives.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+/// triggers `shutdown` when one of them arrives.
+fn shutdown_on_signal(shutdown: Shutdown) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let handlers = (
         signal(SignalKind::terminate()),
@@ -316,6 +473,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             _ = term.recv() => info!("SIGTERM received"),
             _ = int.recv() => info!("SIGINT received"),
         }
+        shutdown.trigger();
     }
 }
 

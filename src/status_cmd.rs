@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use qnetd::config::Settings;
-use qnetd::status::{ClusterStatus, ServerStatus};
+use qnetd_core::config::Settings;
+use qnetd_core::status::{ClusterStatus, ServerStatus};
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -33,40 +33,97 @@ pub struct StatusArgs {
     json: bool,
 }
 
-fn socket_path(args: &StatusArgs) -> Result<PathBuf, String> {
+/// Why the status could not be shown.
+#[derive(Debug)]
+enum StatusError {
+    /// The `--config` file cannot be read.
+    ReadConfig {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The `--config` file is invalid.
+    Config(qnetd_core::config::SettingError),
+    /// Nothing answers on the admin socket.
+    Connect {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The request could not be sent or the reply read.
+    Exchange {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The server answered with an error.
+    Refused(String),
+    /// The reply is not what a qnetd sends.
+    Unexpected(String),
+}
+
+impl StatusError {
+    /// 3 when the server is not running (as corosync-qnetd-tool), else 1.
+    fn exit_code(&self) -> u8 {
+        match self {
+            StatusError::Connect { .. } | StatusError::Exchange { .. } => 3,
+            _ => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatusError::ReadConfig { path, error } => {
+                write!(f, "cannot read {}: {error}", path.display())
+            }
+            StatusError::Config(e) => write!(f, "{e}"),
+            StatusError::Connect { path, error } => write!(
+                f,
+                "qnetd is not running, or not with this admin socket: cannot connect to {}: {error}",
+                path.display()
+            ),
+            StatusError::Exchange { path, error } => {
+                write!(f, "cannot talk to {}: {error}", path.display())
+            }
+            StatusError::Refused(msg) => write!(f, "the server answered: {msg}"),
+            StatusError::Unexpected(what) => write!(f, "unexpected reply from the server: {what}"),
+        }
+    }
+}
+
+fn socket_path(args: &StatusArgs) -> Result<PathBuf, StatusError> {
     if let Some(p) = &args.socket {
         return Ok(p.clone());
     }
     let mut s = Settings::default();
     if let Some(cfg) = &args.config {
-        let text = std::fs::read_to_string(cfg)
-            .map_err(|e| format!("cannot read {}: {e}", cfg.display()))?;
-        s.apply_toml(&text, cfg).map_err(|e| e.to_string())?;
+        let text = std::fs::read_to_string(cfg).map_err(|error| StatusError::ReadConfig {
+            path: cfg.clone(),
+            error,
+        })?;
+        s.apply_toml(&text, cfg).map_err(StatusError::Config)?;
     }
     Ok(s.local_socket_file)
 }
 
 /// Sends one request line; returns the body of an `OK` reply.
-fn request(path: &PathBuf, line: &str) -> Result<String, (u8, String)> {
-    let mut sock = UnixStream::connect(path).map_err(|e| {
-        (
-            3,
-            format!(
-                "qnetd is not running, or not with this admin socket: cannot connect to {}: {e}",
-                path.display()
-            ),
-        )
+fn request(path: &PathBuf, line: &str) -> Result<String, StatusError> {
+    let exchange = |error| StatusError::Exchange {
+        path: path.clone(),
+        error,
+    };
+    let mut sock = UnixStream::connect(path).map_err(|error| StatusError::Connect {
+        path: path.clone(),
+        error,
     })?;
     let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
     sock.write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| (3, format!("cannot send to {}: {e}", path.display())))?;
+        .map_err(exchange)?;
     let mut reply = String::new();
-    sock.read_to_string(&mut reply)
-        .map_err(|e| (3, format!("cannot read from {}: {e}", path.display())))?;
+    sock.read_to_string(&mut reply).map_err(exchange)?;
     match reply.split_once('\n') {
         Some(("OK", body)) => Ok(body.to_string()),
-        Some(("Error", msg)) => Err((1, format!("the server answered: {}", msg.trim()))),
-        _ => Err((1, "unexpected reply from the server".into())),
+        Some(("Error", msg)) => Err(StatusError::Refused(msg.trim().to_string())),
+        _ => Err(StatusError::Unexpected("no OK or Error line".into())),
     }
 }
 
@@ -259,18 +316,11 @@ fn print_human(st: &ServerStatus, args: &StatusArgs) {
 }
 
 pub fn run(args: StatusArgs) -> ExitCode {
-    let path = match socket_path(&args) {
-        Ok(p) => p,
+    let body = match socket_path(&args).and_then(|path| request(&path, "json")) {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("qnetd status: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let body = match request(&path, "json") {
-        Ok(b) => b,
-        Err((code, msg)) => {
-            eprintln!("qnetd status: {msg}");
-            return ExitCode::from(code);
+            return ExitCode::from(e.exit_code());
         }
     };
     let st: ServerStatus = match serde_json::from_str(&body) {

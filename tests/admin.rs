@@ -7,8 +7,8 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use qnetd::status::ServerStatus;
-use qnetd::wire::{Heuristics, RingId, TieBreaker, Vote};
+use qnetd_core::status::ServerStatus;
+use qnetd_core::wire::{Heuristics, RingId, TieBreaker, Vote};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -48,7 +48,7 @@ async fn split_cluster(srv: &TestServer, name: &str) -> (Node, Node) {
 #[tokio::test]
 async fn tool_protocol_answers_match_the_reference_format() {
     let srv = TestServer::start().await;
-    let sock = srv.ctx.settings.local_socket_file.clone();
+    let sock = srv.ctx.arbiter.settings.local_socket_file.clone();
     let (n1, n2) = split_cluster(&srv, "admin").await;
     let a1 = n1.c.local_addr();
     let a2 = n2.c.local_addr();
@@ -102,7 +102,7 @@ async fn tool_protocol_answers_match_the_reference_format() {
 #[tokio::test]
 async fn json_status_reflects_the_state() {
     let srv = TestServer::start().await;
-    let sock = srv.ctx.settings.local_socket_file.clone();
+    let sock = srv.ctx.arbiter.settings.local_socket_file.clone();
     let (_n1, _n2) = split_cluster(&srv, "json").await;
     let reply = ask(&sock, "json\n").await;
     let body = reply.strip_prefix("OK\n").expect("OK reply");
@@ -132,7 +132,7 @@ async fn json_status_reflects_the_state() {
 #[tokio::test]
 async fn qnetd_status_command_prints_tables_and_json() {
     let srv = TestServer::start().await;
-    let sock = srv.ctx.settings.local_socket_file.clone();
+    let sock = srv.ctx.arbiter.settings.local_socket_file.clone();
     let (_n1, _n2) = split_cluster(&srv, "cli").await;
     let bin = env!("CARGO_BIN_EXE_qnetd");
     let sock_arg = sock.to_string_lossy().into_owned();
@@ -181,7 +181,7 @@ async fn qnetd_status_exits_3_when_no_server_runs() {
 #[tokio::test]
 async fn shutdown_command_stops_the_server() {
     let srv = TestServer::start().await;
-    let sock = srv.ctx.settings.local_socket_file.clone();
+    let sock = srv.ctx.arbiter.settings.local_socket_file.clone();
     let (mut n1, _n2) = split_cluster(&srv, "stop").await;
     assert_eq!(ask(&sock, "shutdown \n").await, "OK\n");
     n1.c.expect_closed().await.unwrap();
@@ -200,7 +200,7 @@ async fn shutdown_command_stops_the_server() {
 async fn admin_socket_is_owner_only_by_default() {
     use std::os::unix::fs::PermissionsExt;
     let srv = TestServer::start().await;
-    let mode = std::fs::metadata(&srv.ctx.settings.local_socket_file)
+    let mode = std::fs::metadata(&srv.ctx.arbiter.settings.local_socket_file)
         .unwrap()
         .permissions()
         .mode();
@@ -292,7 +292,7 @@ async fn metrics_after_a_split() {
 async fn protobuf_status_matches_json_status() {
     use qnetd_proto::Message;
     let srv = TestServer::start().await;
-    let sock = srv.ctx.settings.local_socket_file.clone();
+    let sock = srv.ctx.arbiter.settings.local_socket_file.clone();
     let (_n1, _n2) = split_cluster(&srv, "pb").await;
     let mut s = UnixStream::connect(&sock).await.unwrap();
     s.write_all(b"protobuf\n").await.unwrap();

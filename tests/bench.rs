@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use qnetd::bench::{self, Config, Workload};
-use qnetd::config::{Settings, TlsMode};
+use qnetd_core::config::{Settings, TlsMode};
+use qnetd_tools::bench::{self, Config, Workload};
 
 fn small(server: std::net::SocketAddr, clusters: usize, nodes: u32) -> Config {
     Config {

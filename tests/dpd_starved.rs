@@ -10,10 +10,10 @@ mod common;
 
 use std::time::Duration;
 
-use qnetd::client::Client;
-use qnetd::config::{Settings, TlsMode};
-use qnetd::server::Server;
-use qnetd::wire::{Echo, ErrorCode, Heuristics, Message, RingId, TieBreaker, Vote};
+use qnetd_core::config::{Settings, TlsMode};
+use qnetd_core::wire::{Echo, ErrorCode, Heuristics, Message, RingId, TieBreaker, Vote};
+use qnetd_server::Server;
+use qnetd_tools::client::Client;
 
 const CLUSTERS: usize = 8;
 
@@ -53,10 +53,8 @@ fn starved_server_keeps_a_client_whose_heartbeat_is_unread() {
     };
     let server = server_rt.block_on(Server::bind(settings)).unwrap();
     let addr = server.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    server_rt.spawn(server.run(async {
-        let _ = stop_rx.await;
-    }));
+    let shutdown = qnetd_server::Shutdown::new();
+    server_rt.spawn(server.run(shutdown.clone()));
 
     client_rt.block_on(async {
         let mut pairs = Vec::new();
@@ -131,6 +129,6 @@ fn starved_server_keeps_a_client_whose_heartbeat_is_unread() {
             }
         }
     });
-    let _ = stop_tx.send(());
+    shutdown.trigger();
     server_rt.shutdown_timeout(Duration::from_secs(5));
 }

@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use qnetd::config::{Settings, TlsMode};
-use qnetd::flood::{self, FloodOptions, Phase};
+use qnetd_core::config::{Settings, TlsMode};
+use qnetd_tools::flood::{self, FloodOptions, Phase};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_flood_phase_leaves_legitimate_clusters_alone() {

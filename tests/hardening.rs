@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use common::*;
-use qnetd::client::Client;
-use qnetd::config::{Settings, TlsMode};
-use qnetd::wire::{Message, Preinit, RingId, TieBreaker, Vote};
+use qnetd_core::config::{Settings, TlsMode};
+use qnetd_core::wire::{Message, Preinit, RingId, TieBreaker, Vote};
+use qnetd_tools::client::Client;
 
 fn plain(settings: Settings) -> Settings {
     Settings {
@@ -159,8 +159,8 @@ async fn client_that_never_reads_is_dropped_and_others_keep_votes() {
     assert_eq!(stuck.vote, Some(Vote::Ack));
     let mut echoes = Vec::new();
     for seq in 0..20_000u32 {
-        qnetd::wire::try_encode(
-            &Message::EchoRequest(qnetd::wire::Echo { seq: Some(seq) }),
+        qnetd_core::wire::try_encode(
+            &Message::EchoRequest(qnetd_core::wire::Echo { seq: Some(seq) }),
             &mut echoes,
         )
         .unwrap();

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
-use qnetd::config::{Settings, TlsMode};
-use qnetd::wire::{RingId, TieBreaker, Vote};
+use qnetd_core::config::{Settings, TlsMode};
+use qnetd_core::wire::{RingId, TieBreaker, Vote};
 
 const ALL: [u32; 4] = [1, 2, 3, 4];
 
@@ -48,12 +48,12 @@ async fn node(addr: std::net::SocketAddr, id: u32, ring: RingId, members: &[u32]
 
 /// Waits (bounded) until the snapshot names {3,4} as the holder.
 async fn wait_snapshot(dir: &std::path::Path) {
-    let path = dir.join(qnetd::state::SNAPSHOT_FILE);
+    let path = dir.join(qnetd_server::persist::SNAPSHOT_FILE);
     for _ in 0..100 {
         if let Ok(bytes) = std::fs::read(&path) {
-            let h = qnetd::state::decode_snapshot(
+            let h = qnetd_core::memory::decode_snapshot(
                 &bytes,
-                qnetd::state::unix_ms(),
+                qnetd_server::persist::unix_ms(),
                 Duration::from_secs(60),
             )
             .expect("the snapshot decodes");
@@ -101,8 +101,8 @@ async fn split_vote_survives_a_restart_with_adverse_reconnect_order() {
     );
     wait_log(&["decision", "cluster=\"restart\"", "restart_hold"]).await;
     // Status shows the remembered holder and the hold.
-    let reply = ask(&srv.ctx.settings.local_socket_file, "json\n").await;
-    let st: qnetd::status::ServerStatus =
+    let reply = ask(&srv.ctx.arbiter.settings.local_socket_file, "json\n").await;
+    let st: qnetd_core::status::ServerStatus =
         serde_json::from_str(reply.strip_prefix("OK\n").expect("OK reply")).unwrap();
     assert!(st.state_file.ends_with("decisions.pb"), "{}", st.state_file);
     assert_eq!(st.remembered_clusters, 1);
@@ -134,7 +134,11 @@ async fn corrupt_snapshot_is_logged_and_ignored() {
     let dir = std::env::temp_dir().join(format!("qnetd-corrupt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(qnetd::state::SNAPSHOT_FILE), b"\xff\xff garbage").unwrap();
+    std::fs::write(
+        dir.join(qnetd_server::persist::SNAPSHOT_FILE),
+        b"\xff\xff garbage",
+    )
+    .unwrap();
     let srv = TestServer::start_with(settings(&dir)).await;
     wait_log(&["ignoring the decision snapshot"]).await;
     // The server works: a lone full-membership node gets ACK.

@@ -7,11 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use qnetd::client::Client;
-use qnetd::config::Settings;
-use qnetd::wire::{
+use qnetd_core::config::Settings;
+use qnetd_core::wire::{
     AlgorithmKind, ErrorCode, Heuristics, Message, Preinit, RingId, SeqOnly, TieBreaker, Vote,
 };
+use qnetd_tools::client::Client;
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
@@ -37,7 +37,7 @@ async fn preinit_and_init_replies_are_byte_exact() {
         hex("0001 00000012 0000 0004 00000001 0002 0001 00 0003 0001 01")
     );
     let p = params("mycluster", 1, TieBreaker::Lowest);
-    c.send(&Message::Init(qnetd::client::init_message(2, &p)))
+    c.send(&Message::Init(qnetd_tools::client::init_message(2, &p)))
         .await
         .unwrap();
     let mut expected = hex("0004 00000086 0006 0002 0000 0004 0024");
@@ -196,7 +196,7 @@ async fn messages_before_preinit_or_init_are_refused() {
     );
     // INIT before PREINIT: INIT_REPLY with error 6.
     let p = params("gate", 1, TieBreaker::Lowest);
-    c.send(&Message::Init(qnetd::client::init_message(3, &p)))
+    c.send(&Message::Init(qnetd_tools::client::init_message(3, &p)))
         .await
         .unwrap();
     match c.recv().await.unwrap() {
@@ -207,12 +207,14 @@ async fn messages_before_preinit_or_init_are_refused() {
         m => panic!("expected INIT_REPLY, got {m:?}"),
     }
     // STARTTLS before PREINIT: error 6.
-    c.send(&Message::StartTls(qnetd::wire::StartTls { seq: Some(4) }))
-        .await
-        .unwrap();
+    c.send(&Message::StartTls(qnetd_core::wire::StartTls {
+        seq: Some(4),
+    }))
+    .await
+    .unwrap();
     expect_error(&mut c, ErrorCode::PREINIT_REQUIRED).await;
     // A server-to-client type: error 8.
-    c.send(&Message::VoteInfo(qnetd::wire::VoteInfo {
+    c.send(&Message::VoteInfo(qnetd_core::wire::VoteInfo {
         seq: Some(5),
         vote: Some(Vote::Ack),
         ring_id: Some(RingId::new(1, 1)),
@@ -296,7 +298,7 @@ async fn truncated_tlv_gets_decode_error_with_seq() {
 async fn init_consistency_errors_duplicate_algorithm_tie_breaker() {
     let srv = TestServer::start().await;
     let (mut a1, mut a2) = healthy_pair(srv.addr, "consistency").await;
-    let try_init = |p: qnetd::client::NodeParams| async move {
+    let try_init = |p: qnetd_tools::client::NodeParams| async move {
         let mut c = Client::connect(srv.addr).await.unwrap();
         c.handshake(&p).await.unwrap().error_code
     };
@@ -329,7 +331,7 @@ async fn init_consistency_errors_duplicate_algorithm_tie_breaker() {
     wait_log(&["INIT refused", "duplicate_node_id"]).await;
     assert_unharmed(&mut a1).await;
     assert_unharmed(&mut a2).await;
-    assert_eq!(srv.ctx.table.client_count(), 2);
+    assert_eq!(srv.ctx.arbiter.table.client_count(), 2);
     srv.stop().await;
 }
 
@@ -340,7 +342,7 @@ async fn second_init_and_second_preinit_are_refused_and_state_kept() {
     // Node 2 sends another INIT claiming node 1 with another algorithm.
     let mut p = params("second-init", 1, TieBreaker::Highest);
     p.algorithm = AlgorithmKind::Lms;
-    n2.c.send(&Message::Init(qnetd::client::init_message(50, &p)))
+    n2.c.send(&Message::Init(qnetd_tools::client::init_message(50, &p)))
         .await
         .unwrap();
     match n2.c.recv().await.unwrap() {
@@ -357,8 +359,8 @@ async fn second_init_and_second_preinit_are_refused_and_state_kept() {
     wait_log(&["second INIT", "state kept"]).await;
     // The cluster still has nodes 1 and 2 with ffsplit, and decisions work.
     {
-        let c = srv.ctx.table.get(b"second-init").unwrap();
-        let e = qnetd::table::lock(&c);
+        let c = srv.ctx.arbiter.table.get(b"second-init").unwrap();
+        let e = qnetd_core::table::lock(&c);
         assert_eq!(e.cluster.algorithm(), AlgorithmKind::Ffsplit);
         assert_eq!(
             e.cluster.clients().keys().copied().collect::<Vec<_>>(),
@@ -435,7 +437,7 @@ async fn vote_info_reply_for_an_old_round_is_ignored() {
 async fn max_clients_refuses_extra_connections() {
     let settings = Settings {
         max_clients: 1,
-        tls: qnetd::config::TlsMode::Off,
+        tls: qnetd_core::config::TlsMode::Off,
         ..Settings::default()
     };
     let srv = TestServer::start_with(settings).await;
@@ -497,7 +499,7 @@ async fn unacknowledged_nack_is_bounded() {
     // Keep the connection alive with echoes, never acknowledge the NACK.
     for i in 0..12 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let echo = Message::EchoRequest(qnetd::wire::Echo { seq: Some(i) });
+        let echo = Message::EchoRequest(qnetd_core::wire::Echo { seq: Some(i) });
         if c2.send(&echo).await.is_err() {
             break;
         }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use qnetd::client::{tls_client_config, Client};
-use qnetd::config::{Settings, TlsMode};
-use qnetd::wire::{ErrorCode, Message, RingId, TieBreaker, TlsSupported, Vote};
 use qnetd_certs::Pki;
+use qnetd_core::config::{Settings, TlsMode};
+use qnetd_core::wire::{ErrorCode, Message, RingId, TieBreaker, TlsSupported, Vote};
+use qnetd_tools::client::{tls_client_config, Client};
 
 struct Tls {
     _dir: TempDir,
@@ -91,7 +91,7 @@ async fn tls_node(
     n.membership(
         RingId::new(1, 8),
         &[1, 2],
-        qnetd::wire::Heuristics::Undefined,
+        qnetd_core::wire::Heuristics::Undefined,
     )
     .await;
     n
@@ -109,9 +109,11 @@ async fn assert_unharmed(n: &mut Node) {
     n.c.expect_silence(Duration::from_millis(100))
         .await
         .unwrap();
-    n.c.send(&Message::EchoRequest(qnetd::wire::Echo { seq: Some(5) }))
-        .await
-        .unwrap();
+    n.c.send(&Message::EchoRequest(qnetd_core::wire::Echo {
+        seq: Some(5),
+    }))
+    .await
+    .unwrap();
     assert!(matches!(n.c.recv().await.unwrap(), Message::EchoReply(_)));
     assert_eq!(n.vote, Some(Vote::Ack));
 }
@@ -121,10 +123,18 @@ async fn tls_cluster_votes_and_splits() {
     let tls = pki("votes");
     let srv = server(&tls, TlsMode::On, true).await;
     let (mut n1, mut n2) = healthy_tls_pair(&srv, &tls, "tlsc").await;
-    n1.membership(RingId::new(1, 12), &[1], qnetd::wire::Heuristics::Undefined)
-        .await;
-    n2.membership(RingId::new(2, 12), &[2], qnetd::wire::Heuristics::Undefined)
-        .await;
+    n1.membership(
+        RingId::new(1, 12),
+        &[1],
+        qnetd_core::wire::Heuristics::Undefined,
+    )
+    .await;
+    n2.membership(
+        RingId::new(2, 12),
+        &[2],
+        qnetd_core::wire::Heuristics::Undefined,
+    )
+    .await;
     assert_eq!(n1.vote_info().await, Vote::Ack);
     assert_eq!(n2.vote, Some(Vote::Nack));
     srv.stop().await;
@@ -208,7 +218,7 @@ async fn plain_client_gets_tls_required() {
     let (mut a1, _a2) = healthy_tls_pair(&srv, &tls, "bystander-d").await;
     let mut c = Client::connect(srv.addr).await.unwrap();
     let p = params("plain", 1, TieBreaker::Lowest);
-    c.send(&Message::Preinit(qnetd::wire::Preinit {
+    c.send(&Message::Preinit(qnetd_core::wire::Preinit {
         seq: Some(1),
         cluster_name: Some(b"plain".to_vec()),
     }))
@@ -221,7 +231,7 @@ async fn plain_client_gets_tls_required() {
         }
         m => panic!("{m:?}"),
     }
-    c.send(&Message::Init(qnetd::client::init_message(2, &p)))
+    c.send(&Message::Init(qnetd_tools::client::init_message(2, &p)))
         .await
         .unwrap();
     assert_eq!(expect_error(&mut c, ErrorCode::TLS_REQUIRED).await, Some(2));
@@ -236,7 +246,7 @@ async fn garbage_client_hello_is_refused() {
     let srv = server(&tls, TlsMode::On, true).await;
     let (mut a1, _a2) = healthy_tls_pair(&srv, &tls, "bystander-e").await;
     let mut c = Client::connect(srv.addr).await.unwrap();
-    c.send(&Message::Preinit(qnetd::wire::Preinit {
+    c.send(&Message::Preinit(qnetd_core::wire::Preinit {
         seq: Some(1),
         cluster_name: Some(b"garbagehello".to_vec()),
     }))
@@ -244,7 +254,7 @@ async fn garbage_client_hello_is_refused() {
     .unwrap();
     assert!(matches!(c.recv().await.unwrap(), Message::PreinitReply(_)));
     // STARTTLS followed at once (same write) by bytes that are no ClientHello.
-    let mut bytes = Message::StartTls(qnetd::wire::StartTls { seq: Some(2) }).to_bytes();
+    let mut bytes = Message::StartTls(qnetd_core::wire::StartTls { seq: Some(2) }).to_bytes();
     bytes.extend_from_slice(b"GET / HTTP/1.0\r\n\r\n");
     c.send_raw(&bytes).await.unwrap();
     c.expect_closed().await.unwrap();
@@ -284,7 +294,7 @@ async fn certificate_expiry_is_exported() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tls = pki("expiry");
     let srv = server(&tls, TlsMode::On, true).await;
-    let st = qnetd::status::snapshot(&srv.ctx);
+    let st = srv.ctx.status();
     let roles: Vec<&str> = st.certificates.iter().map(|c| c.role.as_str()).collect();
     assert_eq!(roles, vec!["ca", "server"]);
     assert!(

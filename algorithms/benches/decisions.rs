@@ -1,8 +1,15 @@
-//! Decisions per second of the ffsplit algorithm for 2-, 4- and 16-node
-//! clusters: one iteration is a cluster-wide membership change (every node
-//! reports the new ring: the whole cluster, or its half after a split),
-//! the decision it leads to, and the VOTE_INFO_REPLY round trips until the
-//! ACKs went out. `cargo bench -p qnetd-algorithms`.
+//! Cost of the ffsplit and lms decisions for clusters of 2 to 64 nodes
+//! (`cargo bench -p qnetd-algorithms`), through the public [`Cluster`] API
+//! as the server drives it:
+//!
+//! - `decision`: the one membership list that completes a 50:50 split (the
+//!   last node of the second half reports its new ring) and the decision it
+//!   triggers. The cluster before it (everybody joined with ACK, the other
+//!   n-1 nodes already reported the split) is built outside the timing.
+//! - `round`: one cluster-wide membership change (every node reports the new
+//!   ring: the whole cluster, or its halves after a split, alternately), the
+//!   decisions it leads to, and the VOTE_INFO_REPLY round trips until the
+//!   ACKs went out.
 
 use qnetd_algorithms::{
     Action, AlgorithmKind, Cluster, Event, Heuristics, NodeId, NodeInfo, RingId, TieBreaker,
@@ -11,6 +18,8 @@ use qnetd_algorithms::{
 fn main() {
     divan::main();
 }
+
+const NODES: &[u32] = &[2, 4, 8, 16, 32, 64];
 
 struct Sim {
     cluster: Cluster,
@@ -24,6 +33,7 @@ fn list(ids: &[NodeId]) -> Vec<NodeInfo> {
 }
 
 impl Sim {
+    /// `nodes` clients with config 1..=nodes, all in one ring with ACK.
     fn new(kind: AlgorithmKind, nodes: u32) -> Sim {
         let mut cluster = Cluster::new(kind, TieBreaker::Lowest);
         let ring = RingId::new(1, 4);
@@ -63,31 +73,36 @@ impl Sim {
         }
     }
 
-    /// One membership change and its decision; returns VOTE_INFOs sent.
-    fn round(&mut self, split: bool) -> usize {
-        self.seq += 4;
+    /// The partitions of the next change: the whole cluster or its halves.
+    fn parts(&self, split: bool) -> Vec<Vec<NodeId>> {
         let all: Vec<NodeId> = (1..=self.nodes).collect();
         let half = (self.nodes / 2) as usize;
-        let parts: Vec<&[NodeId]> = if split {
-            vec![&all[..half], &all[half..]]
+        if split {
+            vec![all[..half].to_vec(), all[half..].to_vec()]
         } else {
-            vec![&all[..]]
-        };
-        for p in parts {
-            let ring = RingId::new(p[0], self.seq);
-            for &id in p {
-                let out = self.cluster.handle(
-                    id,
-                    Event::Membership {
-                        ring,
-                        nodes: list(p),
-                        heuristics: Heuristics::Undefined,
-                    },
-                    0,
-                );
-                self.collect(out.actions);
-            }
+            vec![all]
         }
+    }
+
+    /// Node `id` of partition `p` reports its membership.
+    fn report(&mut self, id: NodeId, p: &[NodeId]) -> usize {
+        let out = self.cluster.handle(
+            id,
+            Event::Membership {
+                ring: RingId::new(p[0], self.seq),
+                nodes: list(p),
+                heuristics: Heuristics::Undefined,
+            },
+            0,
+        );
+        let n = out.actions.len();
+        self.collect(out.actions);
+        n
+    }
+
+    /// Acknowledges every VOTE_INFO sent, and those they lead to; returns
+    /// how many.
+    fn acknowledge(&mut self) -> usize {
         let mut sent = 0;
         while let Some((node, seq)) = self.pending.pop() {
             sent += 1;
@@ -96,11 +111,47 @@ impl Sim {
         }
         sent
     }
+
+    /// One membership change and its decision; returns VOTE_INFOs sent.
+    fn round(&mut self, split: bool) -> usize {
+        self.seq += 4;
+        for p in self.parts(split) {
+            for &id in &p {
+                self.report(id, &p);
+            }
+        }
+        self.acknowledge()
+    }
+
+    /// A cluster in which every node but the last reported a 50:50 split.
+    fn before_split_decision(kind: AlgorithmKind, nodes: u32) -> (Sim, Vec<NodeId>) {
+        let mut sim = Sim::new(kind, nodes);
+        sim.seq += 4;
+        let parts = sim.parts(true);
+        for (i, p) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            for &id in &p[..p.len() - usize::from(last)] {
+                sim.report(id, p);
+            }
+        }
+        sim.pending.clear();
+        let second = parts.last().cloned().unwrap_or_default();
+        (sim, second)
+    }
 }
 
-#[divan::bench(args = [2, 4, 16])]
-fn ffsplit_membership_change(bencher: divan::Bencher, nodes: u32) {
-    let mut sim = Sim::new(AlgorithmKind::Ffsplit, nodes);
+fn decision(bencher: divan::Bencher, kind: AlgorithmKind, nodes: u32) {
+    bencher
+        .counter(divan::counter::ItemsCount::new(1usize))
+        .with_inputs(|| Sim::before_split_decision(kind, nodes))
+        .bench_local_refs(|(sim, part)| {
+            let last = part[part.len() - 1];
+            divan::black_box(sim.report(last, part))
+        });
+}
+
+fn round(bencher: divan::Bencher, kind: AlgorithmKind, nodes: u32) {
+    let mut sim = Sim::new(kind, nodes);
     let mut split = false;
     bencher
         .counter(divan::counter::ItemsCount::new(1usize))
@@ -108,4 +159,32 @@ fn ffsplit_membership_change(bencher: divan::Bencher, nodes: u32) {
             split = !split;
             divan::black_box(sim.round(split))
         });
+}
+
+mod ffsplit {
+    use super::*;
+
+    #[divan::bench(args = NODES)]
+    fn decision(bencher: divan::Bencher, nodes: u32) {
+        super::decision(bencher, AlgorithmKind::Ffsplit, nodes);
+    }
+
+    #[divan::bench(args = NODES)]
+    fn round(bencher: divan::Bencher, nodes: u32) {
+        super::round(bencher, AlgorithmKind::Ffsplit, nodes);
+    }
+}
+
+mod lms {
+    use super::*;
+
+    #[divan::bench(args = NODES)]
+    fn decision(bencher: divan::Bencher, nodes: u32) {
+        super::decision(bencher, AlgorithmKind::Lms, nodes);
+    }
+
+    #[divan::bench(args = NODES)]
+    fn round(bencher: divan::Bencher, nodes: u32) {
+        super::round(bencher, AlgorithmKind::Lms, nodes);
+    }
 }

@@ -12,17 +12,17 @@
 //! cluster's nodes behind the [`Algorithm`] trait.
 
 mod cluster;
-#[cfg(test)]
-mod decision_tests;
+mod engine;
 pub mod ffsplit;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod lms;
+mod nodeset;
 #[cfg(any(test, feature = "fuzzing"))]
 mod sim;
 pub mod test_algo;
 #[cfg(test)]
-mod testutil;
+mod tests;
 pub mod two_node_lms;
 mod types;
 
@@ -79,17 +79,41 @@ pub struct DecisionRecord {
     pub pending: bool,
 }
 
+impl DecisionRecord {
+    /// The partition the server should remember as the cluster's vote
+    /// holder (its state directory, [`RestoredVote`]), if this decision
+    /// names one: the winner. For lms and 2nodelms only once its ACK is
+    /// granted (`pending` is false): until the previous holders have
+    /// acknowledged their NACK they may still hold ACK, and their clients
+    /// keep it if they lose the server; the engine reports the decision
+    /// again when it grants the ACK. An ffsplit client drops to NACK when it
+    /// loses the server, so its pending winner is remembered at once.
+    pub fn remembered_holder(&self, kind: AlgorithmKind) -> Option<&PartitionScore> {
+        let winner = self.winner?;
+        let keeps_vote = matches!(kind, AlgorithmKind::Lms | AlgorithmKind::TwoNodeLms);
+        if self.pending && keeps_vote {
+            return None;
+        }
+        self.partitions.iter().find(|p| p.ring == winner)
+    }
+}
+
 /// What the server remembered across a restart about one cluster: the
-/// partition that last held the vote. Given to the algorithm once, right
-/// after the cluster's first client joined again.
+/// partition that last held the vote ([`DecisionRecord::remembered_holder`]).
+/// Given to the algorithm once, right after the cluster's first client
+/// joined again (after a restart, or when all its clients had gone).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoredVote {
-    /// Node ids of the partition that held the vote before the restart.
+    /// Node ids of the partition that held the vote: ffsplit its membership
+    /// list, lms and 2nodelms its clients.
     pub members: Vec<NodeId>,
-    /// Until this time (the [`Ctx::now_ms`] clock), the vote is not given to
-    /// a partition without any of `members` while some of them are not
-    /// connected: after a restart, the nodes of the old winner may simply
-    /// not have reconnected yet.
+    /// ffsplit: until this time (the [`Ctx::now_ms`] clock), the vote is not
+    /// given to a partition without any of `members` while some of them are
+    /// not connected: after a restart, the nodes of the old winner may
+    /// simply not have reconnected yet. lms and 2nodelms do not use it:
+    /// their clients keep an ACK without time limit when they lose the
+    /// server, so each of `members` counts as possibly voting until it is
+    /// back or its ring is over, whatever the time (see `lms`).
     pub hold_until_ms: u64,
 }
 
@@ -223,7 +247,8 @@ pub trait Algorithm: Send + fmt::Debug {
     ) -> Result<Vote, AlgoError>;
 
     /// Seeds the algorithm with the vote holder remembered across a restart
-    /// (default: the algorithm keeps no such memory and ignores it).
+    /// (default: the algorithm keeps no such memory and ignores it; ffsplit,
+    /// lms and 2nodelms use it).
     fn restore(&mut self, _restored: &RestoredVote) {}
 
     /// The decision taken by the last call, if it took one (default: the

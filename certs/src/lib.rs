@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod info;
+pub mod nss;
 mod pkcs12;
 
 use std::fmt;

@@ -1,25 +1,34 @@
-//! Fuzz harness of the decision algorithms. The first byte picks a mode, the
-//! rest of the input drives it:
+//! Fuzz harness of the decision algorithms. The first byte picks a mode
+//! (modulo 7), the rest of the input drives it:
 //!
 //! - 0, 1, 2: one schedule of the randomized safety simulator of ffsplit,
 //!   lms or 2nodelms (`qnetd_algorithms::fuzzing`, the simulators of
 //!   `docs/safety-testing.md`) with every random choice taken from the input:
 //!   the invariant "no two partitions hold ACK at once" is checked after
 //!   every step and delivery, then liveness after settling;
+//! - 4, 5, 6: the same with server restarts (the server model remembers
+//!   each decision's holder and seeds the next cluster with
+//!   `Cluster::restore`; clients of lms and 2nodelms keep their vote over
+//!   a restart);
 //! - 3: raw event sequences on a [`Cluster`] of any algorithm (`test`
 //!   included) and tie-breaker: joins (also refused ones), every event type
 //!   with arbitrary node lists and ring ids, timers (only armed ones, as the
-//!   server fires them), leaves, option changes. Asserted: no panic; actions
-//!   address current clients only; a VOTE_INFO goes only to a client whose
-//!   config and membership lists the cluster has; ffsplit and test never
-//!   use timers; the reply's ring id is the client's ring id; a leave while
-//!   the server goes down sends no vote; the cluster's client set is what
-//!   the joins and leaves say.
+//!   server fires them), leaves, option changes, server restarts and
+//!   `restore` calls with arbitrary members and hold times, driven through
+//!   the server
+//!   model of the simulations (`qnetd_algorithms::fuzzing::Server`), which
+//!   checks every action: no panic; actions address current clients only; a
+//!   VOTE_INFO goes only to a client whose config and membership lists the
+//!   cluster has; timers only from lms and 2nodelms; the reply's ring id is
+//!   the client's ring id; a leave while the server goes down sends no vote;
+//!   join agrees with check_join. Asserted here: the cluster's client set is
+//!   what the joins and leaves say.
 
 use std::collections::BTreeSet;
 
+use qnetd_algorithms::fuzzing::Server;
 use qnetd_algorithms::{
-    Action, AlgorithmKind, Cluster, Event, Heuristics, NodeId, NodeInfo, NodeState, RingId,
+    Action, AlgorithmKind, Event, Heuristics, NodeId, NodeInfo, NodeState, RestoredVote, RingId,
     TieBreaker,
 };
 
@@ -30,11 +39,14 @@ pub fn run(data: &[u8]) {
     let Some((&mode, script)) = data.split_first() else {
         return;
     };
-    match mode % 4 {
+    match mode % 7 {
         0 => qnetd_algorithms::fuzzing::ffsplit_schedule(script, false),
         1 => qnetd_algorithms::fuzzing::lms_schedule(script, false),
         2 => qnetd_algorithms::fuzzing::two_node_lms_schedule(script, false),
-        _ => raw_events(script),
+        3 => raw_events(script),
+        4 => qnetd_algorithms::fuzzing::ffsplit_schedule_with_restarts(script, false),
+        5 => qnetd_algorithms::fuzzing::lms_schedule_with_restarts(script, false),
+        _ => qnetd_algorithms::fuzzing::two_node_lms_schedule_with_restarts(script, false),
     }
 }
 
@@ -93,42 +105,13 @@ fn tie_breaker(input: &mut Input<'_>) -> TieBreaker {
     }
 }
 
-struct Raw {
-    cluster: Cluster,
-    /// Clients whose timer is armed.
-    armed: BTreeSet<NodeId>,
-    /// Seqs of VOTE_INFOs sent, to acknowledge.
-    sent_seqs: Vec<(NodeId, u32)>,
-    now_ms: u64,
-}
-
-impl Raw {
-    /// Checks the actions of one call and records timers and VOTE_INFOs.
-    fn actions(&mut self, actions: &[Action], uses_timers: bool) {
-        for a in actions {
-            match *a {
-                Action::SendVoteInfo { node, seq, .. } => {
-                    let client = self
-                        .cluster
-                        .client(node)
-                        .unwrap_or_else(|| panic!("VOTE_INFO to non-client {node}"));
-                    assert!(
-                        client.config.is_some() && client.membership.is_some(),
-                        "VOTE_INFO to node {node} before its lists"
-                    );
-                    self.sent_seqs.push((node, seq));
-                    if self.sent_seqs.len() > 64 {
-                        self.sent_seqs.remove(0);
-                    }
-                }
-                Action::ArmTimer { node, .. } => {
-                    assert!(uses_timers, "timer armed by {:?}", self.cluster.algorithm());
-                    assert!(self.cluster.client(node).is_some(), "timer of non-client");
-                    self.armed.insert(node);
-                }
-                Action::CancelTimer { node } => {
-                    self.armed.remove(&node);
-                }
+/// Records the seqs of the VOTE_INFOs sent, for replies to pick from.
+fn record_seqs(sent_seqs: &mut Vec<u32>, actions: &[Action]) {
+    for a in actions {
+        if let Action::SendVoteInfo { seq, .. } = *a {
+            sent_seqs.push(seq);
+            if sent_seqs.len() > 64 {
+                sent_seqs.remove(0);
             }
         }
     }
@@ -139,57 +122,56 @@ fn raw_events(script: &[u8]) {
     let mut input = Input::new(script);
     let first = kind(input.u8());
     let tb = tie_breaker(&mut input);
-    let mut raw = Raw {
-        cluster: Cluster::new(first, tb),
-        armed: BTreeSet::new(),
-        sent_seqs: Vec::new(),
-        now_ms: 0,
-    };
+    let mut server = Server::new(first, tb);
+    // Seqs of VOTE_INFOs sent, to acknowledge.
+    let mut sent_seqs: Vec<u32> = Vec::new();
     let mut members: BTreeSet<NodeId> = BTreeSet::new();
     let mut ops = 0;
     while !input.is_empty() && ops < 1000 {
         ops += 1;
-        raw.now_ms += u64::from(input.u8());
+        server.advance(u64::from(input.u8()));
         let op = input.u8();
         let node = node_id(&mut input);
-        let algorithm = raw.cluster.algorithm();
-        let uses_timers = matches!(algorithm, AlgorithmKind::Lms | AlgorithmKind::TwoNodeLms);
+        let algorithm = server.cluster().algorithm();
         match op % 16 {
             0 | 1 => {
                 // Mostly the cluster's algorithm and tie-breaker.
                 let (k, t) = if op & 0x80 != 0 {
                     (kind(input.u8()), tie_breaker(&mut input))
                 } else {
-                    (algorithm, raw.cluster.tie_breaker())
+                    (algorithm, server.cluster().tie_breaker())
                 };
                 let r = ring(&mut input);
                 let kap = input.bool();
-                let expected = raw.cluster.check_join(node, k, t);
-                let joined = raw.cluster.join(node, k, t, r, 8000, kap, raw.now_ms);
-                assert_eq!(joined, expected, "join disagrees with check_join");
-                if joined.is_ok() {
+                if server.join(node, k, t, r, kap).is_ok() {
                     members.insert(node);
-                    assert_eq!(raw.cluster.algorithm(), k);
+                    assert_eq!(server.cluster().algorithm(), k);
                 }
             }
             2 => {
                 let going_down = op & 0x80 != 0;
-                let actions = raw.cluster.leave(node, going_down, raw.now_ms);
+                let actions = server
+                    .leave(node, going_down)
+                    .unwrap_or_else(|e| panic!("{e}"));
                 members.remove(&node);
-                raw.armed.remove(&node);
-                assert!(raw.cluster.client(node).is_none(), "left node still listed");
-                if going_down {
-                    assert!(
-                        !actions
-                            .iter()
-                            .any(|a| matches!(a, Action::SendVoteInfo { .. })),
-                        "votes sent while the server goes down"
-                    );
-                }
-                raw.actions(&actions, uses_timers);
+                record_seqs(&mut sent_seqs, &actions);
             }
-            3 => raw.cluster.set_kap(node, input.bool()),
-            4 => raw.cluster.set_heartbeat(node, input.u32()),
+            3 => server.set_kap(node, input.bool()),
+            4 if op & 0xc0 == 0x40 => {
+                // The server restarts: every client is gone, the vote
+                // memory stays (the next first client seeds the cluster).
+                server.restart();
+                members.clear();
+            }
+            4 if op & 0xc0 == 0x80 => {
+                // A remembered holder, as the server seeds it.
+                let restored = RestoredVote {
+                    members: nodes(&mut input).iter().map(|n| n.node_id).collect(),
+                    hold_until_ms: server.now_ms() + u64::from(input.u8()) * 100,
+                };
+                server.restore(&restored);
+            }
+            4 => server.set_heartbeat(node, input.u32()),
             _ => {
                 let event = match op % 16 {
                     5 | 6 => Event::ConfigList {
@@ -211,42 +193,33 @@ fn raw_events(script: &[u8]) {
                     },
                     12 => Event::AskForVote,
                     13 | 14 => {
-                        let pick = input.below(raw.sent_seqs.len() + 1);
-                        let seq = match raw.sent_seqs.get(pick) {
-                            Some(&(_, seq)) if op & 0x80 == 0 => seq,
+                        let pick = input.below(sent_seqs.len() + 1);
+                        let seq = match sent_seqs.get(pick) {
+                            Some(&seq) if op & 0x80 == 0 => seq,
                             _ => input.u32(),
                         };
                         Event::VoteInfoReply { seq }
                     }
                     _ => {
                         // The server fires only armed timers.
-                        if !raw.armed.remove(&node) {
-                            continue;
+                        let fired = server.fire_timer(node).unwrap_or_else(|e| panic!("{e}"));
+                        if let Some(outcome) = fired {
+                            record_seqs(&mut sent_seqs, &outcome.actions);
                         }
-                        Event::Timer
+                        continue;
                     }
                 };
-                let outcome = raw.cluster.handle(node, event, raw.now_ms);
-                match raw.cluster.client(node) {
-                    Some(c) => assert_eq!(outcome.reply_ring, c.ring, "reply ring"),
-                    None => assert!(outcome.reply.is_err(), "reply to a non-client"),
-                }
-                raw.actions(&outcome.actions, uses_timers);
+                let outcome = server.handle(node, event).unwrap_or_else(|e| panic!("{e}"));
+                record_seqs(&mut sent_seqs, &outcome.actions);
             }
         }
-        let listed: BTreeSet<NodeId> = raw.cluster.clients().keys().copied().collect();
+        let listed: BTreeSet<NodeId> = server.cluster().clients().keys().copied().collect();
         assert_eq!(listed, members, "cluster clients");
     }
     let all: Vec<NodeId> = members.iter().copied().collect();
-    let uses_timers = matches!(
-        raw.cluster.algorithm(),
-        AlgorithmKind::Lms | AlgorithmKind::TwoNodeLms
-    );
     for (i, node) in all.iter().enumerate() {
-        let actions = raw.cluster.leave(*node, false, raw.now_ms);
-        members.remove(node);
-        raw.actions(&actions, uses_timers);
-        assert_eq!(raw.cluster.len(), all.len() - i - 1);
+        server.leave(*node, false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(server.cluster().len(), all.len() - i - 1);
     }
-    assert!(raw.cluster.is_empty());
+    assert!(server.cluster().is_empty());
 }

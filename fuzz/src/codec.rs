@@ -11,8 +11,8 @@
 //!   returns decodes without panicking (and round-trips if it decodes);
 //! - the ECHO_REPLY built from a request has the request's bytes.
 
-use qnetd::framing::{Frame, FrameReader, SkipReason};
-use qnetd::wire::{self, Header, Message, MsgType, HEADER_LEN};
+use qnetd_core::framing::{Frame, FrameReader, SkipReason};
+use qnetd_core::wire::{self, Header, Message, MsgType, HEADER_LEN};
 
 /// Runs one input.
 pub fn run(data: &[u8]) {

@@ -5,7 +5,7 @@
 //! format of each target. `tests/corpus.rs` writes them to `corpus/<target>/`
 //! (`cargo test --test corpus -- --ignored write_seed_corpus`).
 
-use qnetd::wire::{
+use qnetd_core::wire::{
     AlgorithmKind, AskForVoteReply, Echo, ErrorCode, Heuristics, HeuristicsChange,
     HeuristicsChangeReply, Init, InitReply, Message, MsgType, NodeInfo, NodeList, NodeListReply,
     NodeListType, NodeState, Preinit, PreinitReply, RingId, SeqOnly, ServerError, SetOption,
@@ -408,7 +408,9 @@ pub fn session() -> Vec<(String, Vec<u8>)> {
 /// (`AlgorithmKind as u8`), tie-breaker lowest, three nodes join and report
 /// config [1, 2, 3] and membership 1.4 [1, 2, 3], ask for a vote, then a
 /// split: node 3 alone in ring 3.9, nodes 1 and 2 in ring 1.9; node 3's
-/// timer fires and acknowledges its VOTE_INFO; node 1 leaves.
+/// timer fires and acknowledges its VOTE_INFO; node 1 leaves. Then the
+/// server restarts; node 3 comes back first (its cluster seeded with the
+/// remembered holder), a `restore` names [1, 2] again, node 1 comes back.
 fn algorithms_raw(kind: u8) -> Vec<u8> {
     // Node byte k - 1 is node k; ring byte: node (b >> 5) + 1, seq b & 0x1f.
     let mut out = vec![3, kind, 0];
@@ -428,15 +430,31 @@ fn algorithms_raw(kind: u8) -> Vec<u8> {
     out.extend_from_slice(&[1, 13, 2, 0]); // node 3 acknowledges a VOTE_INFO
     out.extend_from_slice(&[1, 12, 0]); // node 1 asks for a vote
     out.extend_from_slice(&[1, 2, 0]); // node 1 leaves
+    out.extend_from_slice(&[50, 0x44, 0]); // the server restarts
+    out.extend_from_slice(&[1, 0, 2, 0x49, 0]); // node 3 joins, ring 3.9
+    out.extend_from_slice(&[1, 5, 2, 0x07]); // its config
+    out.extend_from_slice(&[1, 7, 2, 0x49, 0x04, 1]); // its membership [3]
+    out.extend_from_slice(&[1, 0x84, 0, 0x03, 50]); // restore: holder [1, 2]
+    out.extend_from_slice(&[1, 0, 0, 0x09, 0]); // node 1 joins, ring 1.9
+    out.extend_from_slice(&[1, 5, 0, 0x07]); // its config
+    out.extend_from_slice(&[1, 7, 0, 0x09, 0x03, 1]); // its membership [1, 2]
     out
 }
 
-/// Seeds of the algorithms target: simulator schedules (modes 0-2; an
-/// empty script is the schedule of the seed-0 generator, the others start
-/// with a few fixed choices) and raw event sequences for every algorithm.
+/// Seeds of the algorithms target: simulator schedules (modes 0-2, and
+/// 4-6 with server restarts; an empty script is the schedule of the seed-0
+/// generator, the others start with a few fixed choices) and raw event
+/// sequences for every algorithm.
 pub fn algorithms() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    for (mode, name) in [(0u8, "ffsplit"), (1, "lms"), (2, "2nodelms")] {
+    for (mode, name) in [
+        (0u8, "ffsplit"),
+        (1, "lms"),
+        (2, "2nodelms"),
+        (4, "ffsplit-restarts"),
+        (5, "lms-restarts"),
+        (6, "2nodelms-restarts"),
+    ] {
         out.push((format!("sim-{name}"), vec![mode]));
         // 4 nodes, connected, then alternating deliveries and partitions.
         let mut script = vec![mode, 2, 1, 2, 3, 4, 0, 0, 1];

@@ -1,38 +1,41 @@
 //! Fuzz harness of the protocol state machine: up to [`SLOTS`] client
-//! connections, each a [`Session`] with a recording [`Peer`], share one
-//! cluster [`Table`] (clients pick one of a few cluster names, so several
-//! clusters exist at once). The input is a sequence of operations: a client
-//! sends a message (built from a compact description, so that deep states
-//! are reachable, and pushed through a [`FrameReader`] as the server does) or
-//! raw bytes, the connection closes, the client's algorithm timer fires, its
-//! send queue fills up or drains, time passes. The server's reaction to a
-//! [`Control`] (close, TLS hand-over) and to a kick is modelled as in
-//! `src/server.rs`.
+//! connections, each a qnetd-core [`Session`] on one shared [`Arbiter`]
+//! (clients pick one of a few cluster names, so several clusters exist at
+//! once), driven exactly as the server's connection driver drives them, on a
+//! virtual clock. The input is a sequence of operations: a client sends a
+//! message (built from a compact description, so that deep states are
+//! reachable, and pushed through a [`FrameReader`] as the driver does) or
+//! raw bytes, the connection closes, time passes (deadlines and algorithm
+//! timers fire through `handle_timeout`), a client stops or resumes reading
+//! its replies.
 //!
 //! Asserted after every operation:
 //! - nothing panics;
-//! - everything queued to a client decodes, has a server-to-client type and,
-//!   for a VOTE_INFO, carries the seq and NACK flag the queue entry says;
+//! - everything a session transmits decodes and has a server-to-client type;
 //! - a VOTE_INFO goes only to a client that completed INIT and whose config
 //!   and membership lists the server has (the algorithms' promise);
 //! - the table agrees with the sessions: client and cluster counts, every
-//!   joined client listed in its cluster with its peer handle;
+//!   joined client listed in its cluster with its mailbox;
 //! - no two clients of one cluster (algorithms other than `test`, which
 //!   breaks it by design) hold ACK for different ring ids, where a client
 //!   holds the last ACK/NACK it received for its current ring (the ring of
 //!   its INIT or of the last membership list it sent), as the real client
-//!   does; delivery is immediate and in order here.
+//!   does.
 //!
 //! At the end every remaining connection closes and the table must be empty.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use qnetd::config::{Settings, TlsMode};
-use qnetd::framing::{Frame, FrameReader};
-use qnetd::session::{Control, Session, TlsState};
-use qnetd::table::{lock, Outgoing, Peer, Table};
-use qnetd::wire::{
+use qnetd_core::arbiter::Arbiter;
+use qnetd_core::close::CloseReason;
+use qnetd_core::config::{Settings, TlsMode};
+use qnetd_core::framing::{Frame, FrameReader};
+use qnetd_core::session::Session;
+use qnetd_core::table::lock;
+use qnetd_core::wire::{
     self, AlgorithmKind, Echo, Header, Heuristics, HeuristicsChange, Init, Message, MsgType,
     NodeInfo, NodeList, NodeListType, Preinit, RingId, SeqOnly, SetOption, StartTls, TieBreaker,
     Vote, VoteInfo, HEADER_LEN,
@@ -46,49 +49,16 @@ pub const SLOTS: usize = 5;
 /// Cluster names the clients choose from (the last is picked from input).
 const NAMES: [&[u8]; 2] = [b"alpha", b"beta"];
 
-#[derive(Default)]
-struct Recorded {
-    items: Vec<Outgoing>,
-    /// The send queue is full: `send` refuses.
-    full: bool,
-    kicked: bool,
-}
-
-/// A peer that records what is queued to it.
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Recorded>>);
-
-impl Peer for Recorder {
-    fn send(&self, item: Outgoing) -> bool {
-        let mut r = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if r.full {
-            return false;
-        }
-        r.items.push(item);
-        true
-    }
-
-    fn kick(&self, _reason: &'static str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).kicked = true;
-    }
-}
-
-impl Recorder {
-    fn with<T>(&self, f: impl FnOnce(&mut Recorded) -> T) -> T {
-        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
 /// One client connection and the model of the client behind it.
 struct Slot {
-    session: Session<Recorder>,
-    peer: Recorder,
+    session: Session,
     reader: FrameReader,
+    /// The client does not read: what the session transmits waits.
+    stalled: bool,
     /// The client's current ring id (INIT, then its membership lists).
     ring: Option<RingId>,
     /// The vote the client holds for `ring`.
     held: Option<Vote>,
-    timer_armed: bool,
     /// Seq of the last VOTE_INFO received.
     last_vote_info: Option<u32>,
     next_seq: u32,
@@ -97,8 +67,8 @@ struct Slot {
 }
 
 struct World {
-    settings: Arc<Settings>,
-    table: Arc<Table<Recorder>>,
+    arbiter: Arc<Arbiter>,
+    t0: Instant,
     slots: Vec<Option<Slot>>,
     now_ms: u64,
 }
@@ -115,11 +85,19 @@ pub fn run(data: &[u8]) {
     }
     let going_down = input.bool();
     for i in 0..SLOTS {
-        world.close(i, going_down);
+        world.close(
+            i,
+            if going_down {
+                CloseReason::ServerShutdown
+            } else {
+                CloseReason::ClientClosed
+            },
+        );
     }
     world.check();
-    assert_eq!(world.table.client_count(), 0, "clients left in the table");
-    assert_eq!(world.table.cluster_count(), 0, "clusters left in the table");
+    let table = &world.arbiter.table;
+    assert_eq!(table.client_count(), 0, "clients left in the table");
+    assert_eq!(table.cluster_count(), 0, "clusters left in the table");
 }
 
 impl World {
@@ -139,27 +117,31 @@ impl World {
         if flags & 0x20 != 0 {
             settings.max_client_receive_size = 96;
         }
+        let t0 = Instant::now();
         World {
-            settings: Arc::new(settings),
-            table: Arc::new(Table::new()),
+            arbiter: Arbiter::for_tests(settings, t0),
+            t0,
             slots: (0..SLOTS).map(|_| None).collect(),
             now_ms: 0,
         }
     }
 
+    fn now(&self) -> Instant {
+        self.t0 + Duration::from_millis(self.now_ms)
+    }
+
     fn connect(&mut self, i: usize) -> &mut Slot {
-        let settings = Arc::clone(&self.settings);
-        let table = Arc::clone(&self.table);
-        let max = settings.max_client_receive_size;
+        let now = self.now();
+        let arbiter = Arc::clone(&self.arbiter);
+        let max = arbiter.settings.max_client_receive_size;
         self.slots[i].get_or_insert_with(|| {
-            let peer = Recorder::default();
+            let addr: SocketAddr = ([192, 0, 2, i as u8], 5403).into();
             Slot {
-                session: Session::new(settings, table, peer.clone(), format!("192.0.2.{i}:5403")),
-                peer,
+                session: Session::new(arbiter, addr, now),
                 reader: FrameReader::new(max),
+                stalled: false,
                 ring: None,
                 held: None,
-                timer_armed: false,
                 last_vote_info: None,
                 next_seq: 1,
                 init_node: None,
@@ -184,126 +166,149 @@ impl World {
                 self.connect(i);
                 self.push(i, &bytes, input);
             }
-            10 => self.close(i, false),
+            10 => self.close(i, CloseReason::ClientClosed),
             11 => {
-                let now = self.now_ms;
+                // Time jumps to this client's next deadline.
+                let next = self.slots[i]
+                    .as_ref()
+                    .and_then(|s| s.session.poll_timeout());
+                if let Some(t) = next {
+                    let ms = t.saturating_duration_since(self.t0).as_millis() as u64;
+                    self.now_ms = self.now_ms.max(ms);
+                }
+                self.timeouts();
+            }
+            12 => {
                 if let Some(slot) = self.slots[i].as_mut() {
-                    if slot.timer_armed {
-                        slot.timer_armed = false;
-                        slot.session.on_algo_timer(now);
-                    }
+                    slot.stalled = !slot.stalled;
                 }
                 self.drain();
             }
-            12 => {
-                if let Some(slot) = &self.slots[i] {
-                    slot.peer.with(|r| r.full = !r.full);
-                }
+            13 => {
+                self.now_ms += u64::from(input.u16());
+                self.timeouts();
             }
-            13 => self.now_ms += u64::from(input.u16()),
             _ => {
-                // Accessors the server calls; must not panic.
+                // Accessors the driver calls; must not panic.
                 if let Some(slot) = &self.slots[i] {
-                    let _ = slot.session.dpd_ms();
-                    let _ = slot.session.nack_ack_timeout_ms();
-                    let _ = slot.session.last_vote_info_reply();
+                    let _ = slot.session.dead_peer_interval_ms();
+                    let _ = slot.session.algorithm_ran();
+                    if let Some(t) = slot.session.poll_timeout() {
+                        let _ = t.saturating_duration_since(self.now());
+                    }
                 }
             }
         }
     }
 
-    /// Pushes bytes the client sent through its frame reader and the session,
-    /// as the server does, then carries out the controls and the queues.
+    /// Every session whose deadline passed handles it.
+    fn timeouts(&mut self) {
+        let now = self.now();
+        for slot in self.slots.iter_mut().flatten() {
+            // Bounded: each call handles at least one deadline.
+            for _ in 0..8 {
+                match slot.session.poll_timeout() {
+                    Some(t) if t <= now => slot.session.handle_timeout(now),
+                    _ => break,
+                }
+            }
+        }
+        self.drain();
+    }
+
+    /// Pushes bytes the client sent through its frame reader and the
+    /// session, as the driver does, then delivers what every session has.
     fn push(&mut self, i: usize, bytes: &[u8], input: &mut Input<'_>) {
-        let now = self.now_ms;
-        let mut close = false;
+        let now = self.now();
         if let Some(slot) = self.slots[i].as_mut() {
             slot.reader.push(bytes);
             while let Some(frame) = slot.reader.next_frame() {
-                let control = match frame {
-                    Frame::Message(raw) => {
-                        note_sent(slot, &raw);
-                        slot.session.on_message(&raw, now)
-                    }
-                    Frame::Skipped {
-                        msg_type,
-                        length,
-                        reason,
-                    } => slot.session.on_skipped(msg_type, length, reason),
-                };
-                match control {
-                    Control::Continue => {}
-                    Control::Close(_) => {
-                        close = true;
-                        break;
-                    }
-                    Control::StartTls => {
-                        // The bytes after STARTTLS belong to the handshake.
-                        slot.reader.take_buffered();
-                        let name = slot
-                            .session
-                            .cluster_name()
-                            .map(|n| String::from_utf8_lossy(n).into_owned())
-                            .unwrap_or_default();
-                        let peer_names = match input.u8() % 4 {
-                            0 => None,
-                            1 => Some(vec!["other".to_string()]),
-                            2 => Some(vec![name.to_uppercase()]),
-                            _ => Some(vec![name]),
-                        };
-                        slot.session.set_tls(TlsState {
-                            started: true,
-                            peer_names,
-                        });
-                    }
+                if let Frame::Message(raw) = &frame {
+                    note_sent(slot, raw);
+                }
+                slot.session.handle_frame(frame, now);
+                if slot.session.poll_start_tls() {
+                    // The bytes after STARTTLS belong to the handshake.
+                    slot.reader.take_buffered();
+                    let name = slot
+                        .session
+                        .cluster_name()
+                        .map(|n| String::from_utf8_lossy(n).into_owned())
+                        .unwrap_or_default();
+                    let peer_names = match input.u8() % 4 {
+                        0 => None,
+                        1 => Some(vec!["other".to_string()]),
+                        2 => Some(vec![name.to_uppercase()]),
+                        _ => Some(vec![name]),
+                    };
+                    slot.session.handle_tls_established(peer_names, now);
                 }
                 if slot.session.node_id().is_none() {
                     // INIT refused or not yet sent: the model has no vote.
                     slot.held = None;
                 }
+                if slot.session.poll_close().is_some() {
+                    break;
+                }
             }
         }
         self.drain();
-        if close {
-            self.close(i, false);
-        }
     }
 
-    /// The connection of slot `i` closes (the server's `on_close`).
-    fn close(&mut self, i: usize, going_down: bool) {
+    /// The connection of slot `i` closes.
+    fn close(&mut self, i: usize, reason: CloseReason) {
         if let Some(mut slot) = self.slots[i].take() {
-            slot.session.on_close(going_down, self.now_ms);
-            // Queued items of a closed connection are never delivered.
-            slot.peer.with(|r| r.items.clear());
+            slot.session.close(reason);
+            slot.session.finish(self.now());
             self.drain();
         }
     }
 
-    /// Delivers everything queued to every client, checking each item, then
-    /// closes the connections that were kicked.
+    /// Lets every session take its mailbox and hands what it transmits to
+    /// its client (unless stalled), checking each message; closes the
+    /// sessions that want to close. Repeats until nothing moves.
     fn drain(&mut self) {
-        let mut kicked = Vec::new();
-        for i in 0..SLOTS {
-            let Some(slot) = self.slots[i].as_mut() else {
-                continue;
-            };
-            let (items, was_kicked) = slot
-                .peer
-                .with(|r| (std::mem::take(&mut r.items), std::mem::take(&mut r.kicked)));
-            for item in items {
-                deliver(&self.table, slot, item);
+        let now = self.now();
+        for _ in 0..4 * SLOTS {
+            let mut closing = Vec::new();
+            for i in 0..SLOTS {
+                let Some(slot) = self.slots[i].as_mut() else {
+                    continue;
+                };
+                slot.session.handle_mailbox(now);
+                if !slot.stalled {
+                    let mut out = Vec::new();
+                    slot.session.poll_transmit(&mut out);
+                    let mut frames = FrameReader::new(usize::MAX >> 1);
+                    frames.push(&out);
+                    let mut n = 0;
+                    while let Some(f) = frames.next_frame() {
+                        let Frame::Message(raw) = f else {
+                            panic!("the server sent a message it cannot frame itself");
+                        };
+                        n += raw.len();
+                        deliver(&self.arbiter, slot, &raw);
+                    }
+                    assert_eq!(n, out.len(), "transmitted bytes are whole messages");
+                }
+                if slot.session.poll_close().is_some() {
+                    closing.push(i);
+                }
             }
-            if was_kicked {
-                kicked.push(i);
+            if closing.is_empty() {
+                return;
             }
-        }
-        for i in kicked {
-            self.close(i, false);
+            for i in closing {
+                if let Some(mut slot) = self.slots[i].take() {
+                    slot.session.finish(now);
+                }
+            }
         }
     }
 
     /// The invariants that hold between operations.
     fn check(&self) {
+        let table = &self.arbiter.table;
         let mut joined = 0;
         let mut names = BTreeSet::new();
         // Per cluster: the rings its clients hold ACK for.
@@ -315,28 +320,24 @@ impl World {
             joined += 1;
             let name = slot.session.cluster_name().expect("joined without a name");
             names.insert(name.to_vec());
-            let cluster = self
-                .table
-                .get(name)
-                .expect("joined client's cluster missing");
+            let cluster = table.get(name).expect("joined client's cluster missing");
             let entry = lock(&cluster);
             assert!(
                 entry.cluster.client(node).is_some(),
                 "joined node {node} not in its cluster"
             );
-            assert!(entry.peers.contains_key(&node), "no peer for node {node}");
+            assert!(
+                entry.mailboxes.contains_key(&node),
+                "no mailbox for node {node}"
+            );
             if entry.cluster.algorithm() != AlgorithmKind::Test && slot.held == Some(Vote::Ack) {
                 if let Some(ring) = slot.ring {
                     ack_rings.entry(name.to_vec()).or_default().insert(ring);
                 }
             }
         }
-        assert_eq!(self.table.client_count(), joined, "table client count");
-        assert_eq!(
-            self.table.cluster_count(),
-            names.len(),
-            "table cluster count"
-        );
+        assert_eq!(table.client_count(), joined, "table client count");
+        assert_eq!(table.cluster_count(), names.len(), "table cluster count");
         for (name, rings) in ack_rings {
             assert!(
                 rings.len() <= 1,
@@ -347,37 +348,22 @@ impl World {
     }
 }
 
-/// Checks one queued item and applies it to the client model.
-fn deliver(table: &Table<Recorder>, slot: &mut Slot, item: Outgoing) {
-    let (bytes, vote_info) = match item {
-        Outgoing::ArmTimer { .. } => {
-            assert!(slot.session.node_id().is_some(), "timer for a non-client");
-            slot.timer_armed = true;
-            return;
-        }
-        Outgoing::CancelTimer => {
-            slot.timer_armed = false;
-            return;
-        }
-        Outgoing::Message(bytes) => (bytes, None),
-        Outgoing::VoteInfo { bytes, seq, nack } => (bytes, Some((seq, nack))),
-    };
-    let msg = decode_whole(&bytes);
+/// Checks one message a client received and applies it to its model.
+fn deliver(arbiter: &Arbiter, slot: &mut Slot, bytes: &[u8]) {
+    let msg = decode_whole(bytes);
     let t = msg.msg_type();
     assert!(
         !t.is_client_to_server() || t == MsgType::EchoReply,
-        "server queued a client-to-server {}",
+        "server sent a client-to-server {}",
         t.name()
     );
-    if let Some((seq, nack)) = vote_info {
-        let Message::VoteInfo(v) = &msg else {
-            panic!("VoteInfo entry holds a {}", t.name());
-        };
-        assert_eq!(v.seq, Some(seq));
-        assert_eq!(v.vote == Some(Vote::Nack), nack);
+    if let Message::VoteInfo(v) = &msg {
         let node = slot.session.node_id().expect("VOTE_INFO to a non-client");
         let name = slot.session.cluster_name().expect("client without a name");
-        let cluster = table.get(name).expect("VOTE_INFO from a missing cluster");
+        let cluster = arbiter
+            .table
+            .get(name)
+            .expect("VOTE_INFO from a missing cluster");
         let entry = lock(&cluster);
         let client = entry
             .cluster
@@ -387,7 +373,7 @@ fn deliver(table: &Table<Recorder>, slot: &mut Slot, item: Outgoing) {
             client.config.is_some() && client.membership.is_some(),
             "VOTE_INFO to node {node} before its config and membership lists"
         );
-        slot.last_vote_info = Some(seq);
+        slot.last_vote_info = v.seq;
     }
     let (vote, ring) = match &msg {
         Message::NodeListReply(r) => (r.vote, r.ring_id),
@@ -590,7 +576,9 @@ fn build_message(input: &mut Input<'_>, slot: &mut Slot) -> Message {
         80..=95 => {
             let b = input.u8();
             let reply_seq = match b % 4 {
-                0 => Some(input.u32()),
+                // A real client only acknowledges what it received: a
+                // client that does not read sends no arbitrary seq.
+                0 if !slot.stalled => Some(input.u32()),
                 1 => None,
                 _ => slot.last_vote_info,
             };

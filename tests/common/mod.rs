@@ -7,11 +7,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use qnetd::client::{Client, NodeParams};
-use qnetd::config::Settings;
-use qnetd::server::{Server, ServerCtx};
-use qnetd::wire::{AlgorithmKind, ErrorCode, Heuristics, RingId, TieBreaker, Vote};
-use tokio::sync::oneshot;
+use qnetd_core::config::Settings;
+use qnetd_core::wire::{AlgorithmKind, ErrorCode, Heuristics, RingId, TieBreaker, Vote};
+use qnetd_server::{Server, ServerCtx, Shutdown};
+use qnetd_tools::client::{Client, NodeParams};
 use tokio::task::JoinHandle;
 
 /// Log lines of every server started by this test binary.
@@ -79,7 +78,7 @@ pub fn admin_socket_path() -> std::path::PathBuf {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub ctx: Arc<ServerCtx>,
-    stop: Option<oneshot::Sender<()>>,
+    pub shutdown: Shutdown,
     task: Option<JoinHandle<()>>,
 }
 
@@ -87,7 +86,7 @@ impl TestServer {
     /// A plain-TCP server (`-s off`).
     pub async fn start() -> TestServer {
         Self::start_with(Settings {
-            tls: qnetd::config::TlsMode::Off,
+            tls: qnetd_core::config::TlsMode::Off,
             ..Settings::default()
         })
         .await
@@ -102,29 +101,25 @@ impl TestServer {
         // Never the system's state directory: a test that wants a snapshot
         // names its own directory.
         if settings.state_dir.as_deref()
-            == Some(std::path::Path::new(qnetd::config::DEFAULT_STATE_DIR))
+            == Some(std::path::Path::new(qnetd_core::config::DEFAULT_STATE_DIR))
         {
             settings.state_dir = None;
         }
         let server = Server::bind(settings).await.expect("bind");
         let addr = server.local_addr().unwrap();
         let ctx = server.ctx();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(server.run(async {
-            let _ = rx.await;
-        }));
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(server.run(shutdown.clone()));
         TestServer {
             addr,
             ctx,
-            stop: Some(tx),
+            shutdown,
             task: Some(task),
         }
     }
 
     pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.shutdown.trigger();
         if let Some(t) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(10), t)
                 .await
@@ -210,7 +205,7 @@ pub async fn ffsplit_node(
     let mut c = connect(addr, &p).await;
     c.send_kap(true).await.unwrap();
     match c.recv().await.unwrap() {
-        qnetd::wire::Message::SetOptionReply(r) => assert_eq!(r.kap, Some(true)),
+        qnetd_core::wire::Message::SetOptionReply(r) => assert_eq!(r.kap, Some(true)),
         m => panic!("expected SET_OPTION_REPLY, got {m:?}"),
     }
     c.send_config(config, true).await.unwrap();
@@ -232,7 +227,7 @@ pub async fn ffsplit_node(
 /// returns its sequence number.
 pub async fn expect_error(c: &mut Client, code: ErrorCode) -> Option<u32> {
     match c.recv().await.unwrap() {
-        qnetd::wire::Message::ServerError(e) => {
+        qnetd_core::wire::Message::ServerError(e) => {
             assert_eq!(e.error_code, Some(code), "error code");
             e.seq
         }
@@ -262,13 +257,13 @@ pub async fn assert_unharmed(n: &mut Node) {
         .await
         .unwrap();
     let seq = 77;
-    n.c.send(&qnetd::wire::Message::EchoRequest(qnetd::wire::Echo {
-        seq: Some(seq),
-    }))
+    n.c.send(&qnetd_core::wire::Message::EchoRequest(
+        qnetd_core::wire::Echo { seq: Some(seq) },
+    ))
     .await
     .unwrap();
     match n.c.recv().await.unwrap() {
-        qnetd::wire::Message::EchoReply(e) => assert_eq!(e.seq, Some(seq)),
+        qnetd_core::wire::Message::EchoReply(e) => assert_eq!(e.seq, Some(seq)),
         m => panic!("expected ECHO_REPLY, got {m:?}"),
     }
     assert_eq!(n.vote, Some(Vote::Ack));

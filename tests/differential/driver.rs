@@ -13,11 +13,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use qnetd::client::{Client, ClientError, NodeParams};
-use qnetd::wire::{
+use qnetd_core::wire::{
     AlgorithmKind, Echo, Heuristics, HeuristicsChange, Message, NodeListType, RingId, SeqOnly,
     TieBreaker, Vote,
 };
+use qnetd_tools::client::{Client, ClientError, NodeParams};
 
 /// Silence that ends a step once every request is answered.
 pub fn quiet() -> Duration {

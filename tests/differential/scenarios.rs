@@ -10,7 +10,7 @@
 //! ASK_LATER, none (never a vote for the current ring), gone (disconnected
 //! by the script), closed (by the server).
 
-use qnetd::wire::{AlgorithmKind, Heuristics, RingId, TieBreaker};
+use qnetd_core::wire::{AlgorithmKind, Heuristics, RingId, TieBreaker};
 
 use crate::driver::{ClusterParams, Step};
 

@@ -8,9 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use qnetd::config::{Settings, TlsMode};
-use qnetd::server::Server;
-use tokio::sync::oneshot;
+use qnetd_core::config::{Settings, TlsMode};
+use qnetd_server::Server;
 use tokio::task::JoinHandle;
 
 /// The reference binary: `$QNETD_REF_BIN`, else `corosync-qnetd` on the PATH,
@@ -201,7 +200,7 @@ impl LogBuffer {
 /// Our server, in-process on 127.0.0.1:0 with `-s off`.
 pub struct OurServer {
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    shutdown: qnetd_server::Shutdown,
     task: Option<JoinHandle<()>>,
 }
 
@@ -225,13 +224,11 @@ impl OurServer {
             .await
             .map_err(|e| format!("our server: {e}"))?;
         let addr = server.local_addr().map_err(|e| e.to_string())?;
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(server.run(async {
-            let _ = rx.await;
-        }));
+        let shutdown = qnetd_server::Shutdown::new();
+        let task = tokio::spawn(server.run(shutdown.clone()));
         Ok(OurServer {
             addr,
-            stop: Some(tx),
+            shutdown,
             task: Some(task),
         })
     }
@@ -241,9 +238,7 @@ impl OurServer {
     }
 
     pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.shutdown.trigger();
         if let Some(t) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
@@ -252,8 +247,6 @@ impl OurServer {
 
 impl Drop for OurServer {
     fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.shutdown.trigger();
     }
 }

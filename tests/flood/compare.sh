@@ -2,7 +2,7 @@
 #
 # The hardening suite, side by side: starts our release build and the
 # Debian corosync-qnetd on loopback with equivalent settings (TLS off, the
-# same heartbeat limits), runs `qnetd flood` against each in turn (the other
+# same heartbeat limits), runs `qnetd-flood` against each in turn (the other
 # server idle), and writes both per-phase tables with the machine, the
 # versions and the command to $OUT/flood-results.md (JSON beside it).
 #
@@ -26,6 +26,7 @@ command -v corosync-qnetd >/dev/null ||
     { echo "corosync-qnetd not found: apt-get install corosync-qnetd" >&2; exit 2; }
 cargo build --release --quiet
 BIN=$REPO/target/release/qnetd
+FLOOD=$REPO/target/release/qnetd-flood
 rm -rf "$OUT"; mkdir -p "$OUT/ours" "$OUT/ref"
 
 PIDS=()
@@ -54,7 +55,7 @@ wait_port "$OUR_PORT"; wait_port "$REF_PORT"
 
 run_flood() { # label port pid
     local rc=0
-    "$BIN" flood --server "127.0.0.1:$2" --server-pid "$3" --label "$1" \
+    "$FLOOD" --server "127.0.0.1:$2" --server-pid "$3" --label "$1" \
         --legit-clusters "$LEGIT" --sockets "$SOCKETS" --phase-secs "$PHASE_SECS" \
         --phases "$PHASES" --json "$OUT/$1.json" >"$OUT/$1.md" || rc=$?
     cat "$OUT/$1.md"

@@ -1,0 +1,761 @@
+//! Server configuration: the settings of `corosync-qnetd` (its command-line
+//! options and its `-S key=value` advanced settings, with the same names,
+//! ranges and defaults) plus the TOML configuration file that holds the same
+//! keys. Precedence: built-in defaults, then the file, then the command line.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// TLS mode (`-s`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS not offered.
+    Off,
+    /// TLS offered, the client chooses.
+    On,
+    /// TLS mandatory.
+    Required,
+}
+
+impl TlsMode {
+    pub fn parse(s: &str) -> Result<TlsMode, SettingError> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" | "no" | "0" => Ok(TlsMode::Off),
+            "on" | "yes" | "1" => Ok(TlsMode::On),
+            "req" | "required" => Ok(TlsMode::Required),
+            _ => Err(SettingError::TlsMode { value: s.into() }),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsMode::Off => "off",
+            TlsMode::On => "on",
+            TlsMode::Required => "required",
+        }
+    }
+}
+
+/// Address family restriction (`-4` / `-6`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressFamily {
+    Any,
+    Ipv4,
+    Ipv6,
+}
+
+/// Every server setting.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// `-l`: listen address; `None` = the wildcard address.
+    pub listen_address: Option<String>,
+    /// `-p`
+    pub port: u16,
+    /// `-4` / `-6`
+    pub address_family: AddressFamily,
+    /// `-s`
+    pub tls: TlsMode,
+    /// `-c`
+    pub client_cert_required: bool,
+    /// `-m`: 0 = unlimited.
+    pub max_clients: usize,
+    /// `-d` count (1 debug, 2 trace).
+    pub debug: u8,
+
+    // Advanced settings (`-S key=value`), names as in corosync-qnetd.
+    pub listen_backlog: u32,
+    pub max_client_send_buffers: usize,
+    pub max_client_send_size: usize,
+    pub max_client_receive_size: usize,
+    pub nss_db_dir: PathBuf,
+    pub cert_nickname: String,
+    pub heartbeat_interval_min: u32,
+    pub heartbeat_interval_max: u32,
+    pub dpd_enabled: bool,
+    pub dpd_interval_coefficient: f64,
+    pub lock_file: PathBuf,
+    pub local_socket_file: PathBuf,
+    pub local_socket_backlog: u32,
+    /// Permission bits removed from the admin socket (octal; default 077:
+    /// only root may connect).
+    pub local_socket_umask: u32,
+    /// Group given to the admin socket, if any.
+    pub local_socket_gid: Option<u32>,
+    /// Where /metrics is served; `None` = off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Whether the admin socket is created at all (qnetd's own; tests and
+    /// benchmarks may turn it off).
+    pub admin_socket: bool,
+    pub ipc_max_clients: usize,
+    pub ipc_max_receive_size: usize,
+    pub ipc_max_send_size: usize,
+    pub keep_active_partition_tie_breaker: bool,
+    /// Directory with the PEM CA, server certificate and keys (qnetd's own
+    /// setting; the reference uses an NSS database instead).
+    pub tls_dir: PathBuf,
+    /// How long a client may take for the TLS handshake after STARTTLS (ms).
+    pub tls_handshake_timeout: u32,
+    /// Pre-INIT deadline (ms): a connection that has not completed INIT
+    /// (PREINIT, STARTTLS and handshake included) within it is closed.
+    pub init_timeout: u32,
+    /// Most simultaneous connections from one source address; 0 = no limit.
+    pub max_clients_per_address: usize,
+    /// Directory of the decision snapshot that survives restarts; `None`
+    /// disables it.
+    pub state_dir: Option<PathBuf>,
+    /// After a restart, how long (ms) a cluster's vote is held for the
+    /// partition that held it before the restart, while none of that
+    /// partition's nodes has reconnected. 0 = no hold.
+    pub restart_vote_hold: u32,
+    /// Snapshot entries older than this (s) are ignored at start.
+    pub state_max_age: u32,
+}
+
+/// Where the decision snapshot lives by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/qnetd";
+
+/// Where the server's CA, certificate and key live by default.
+pub const DEFAULT_TLS_DIR: &str = "/etc/qnetd/tls";
+
+/// The default TCP port of qnetd.
+pub const DEFAULT_PORT: u16 = 5403;
+/// Heartbeat assumed before INIT, for dead-peer detection (ms).
+pub const INITIAL_HEARTBEAT_MS: u32 = 120_000;
+/// Largest timer interval the reference accepts (ms); a dead-peer interval
+/// above it is refused with error 13.
+pub const MAX_TIMER_MS: u64 = 18_000_000;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen_address: None,
+            port: DEFAULT_PORT,
+            address_family: AddressFamily::Any,
+            tls: TlsMode::On,
+            client_cert_required: true,
+            max_clients: 0,
+            debug: 0,
+            listen_backlog: 4096,
+            max_client_send_buffers: 32,
+            max_client_send_size: 32768,
+            max_client_receive_size: 32768,
+            nss_db_dir: PathBuf::from("/etc/corosync/qnetd/nssdb"),
+            cert_nickname: "QNetd Cert".to_string(),
+            heartbeat_interval_min: 1000,
+            heartbeat_interval_max: 120_000,
+            dpd_enabled: true,
+            dpd_interval_coefficient: 1.5,
+            lock_file: PathBuf::from("/var/run/corosync-qnetd/corosync-qnetd.pid"),
+            local_socket_file: PathBuf::from("/var/run/corosync-qnetd/corosync-qnetd.sock"),
+            local_socket_backlog: 10,
+            local_socket_umask: 0o077,
+            local_socket_gid: None,
+            admin_socket: true,
+            metrics_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9403))),
+            ipc_max_clients: 10,
+            ipc_max_receive_size: 4096,
+            ipc_max_send_size: 10_485_760,
+            keep_active_partition_tie_breaker: false,
+            tls_dir: PathBuf::from(DEFAULT_TLS_DIR),
+            tls_handshake_timeout: 10_000,
+            init_timeout: 5_000,
+            max_clients_per_address: 256,
+            state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
+            restart_vote_hold: 30_000,
+            state_max_age: 86_400,
+        }
+    }
+}
+
+/// A setting that could not be applied; the message names the setting and
+/// what it accepts.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum SettingError {
+    /// A whole number was expected.
+    NotANumber {
+        key: String,
+        value: String,
+        min: u64,
+        max: u64,
+    },
+    /// A number outside its range.
+    OutOfRange {
+        key: String,
+        value: f64,
+        min: u64,
+        max: u64,
+    },
+    /// A boolean was expected.
+    NotABoolean { key: String, value: String },
+    /// The value may not be empty.
+    Empty { key: String },
+    /// Not an octal permission mask.
+    NotAMask { key: String, value: String },
+    /// A `-S` argument that is not `key=value`.
+    NotKeyValue { pair: String },
+    /// An advanced setting qnetd does not know.
+    UnknownAdvanced { key: String },
+    /// A key of the configuration file qnetd does not know.
+    UnknownKey { key: String },
+    /// A value of the wrong type in the configuration file.
+    WrongType { key: String, expected: &'static str },
+    /// The configuration file is not valid TOML.
+    Toml { detail: String },
+    /// An error in a configuration file.
+    InFile {
+        file: PathBuf,
+        error: Box<SettingError>,
+    },
+    /// Not a TCP port.
+    Port { value: String },
+    /// Not a TLS mode.
+    TlsMode { value: String },
+    /// Not an address family.
+    AddressFamily { value: String },
+    /// Not `ADDR:PORT` or `off`.
+    MetricsListen { value: String },
+    /// heartbeat_interval_min > heartbeat_interval_max.
+    HeartbeatBounds { min: u32, max: u32 },
+    /// The coefficient makes the initial dead-peer interval exceed the
+    /// timer limit.
+    CoefficientTooLarge { coefficient: f64 },
+    /// The listen address is of the family `-4`/`-6` excludes.
+    FamilyMismatch { address: String, ipv6: bool },
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingError::NotANumber { key, value, min, max } => write!(
+                f,
+                "advanced setting {key}: '{value}' is not a number (allowed {min}..={max})"
+            ),
+            SettingError::OutOfRange { key, value, min, max } => write!(
+                f,
+                "advanced setting {key}: {value} is out of range (allowed {min}..={max})"
+            ),
+            SettingError::NotABoolean { key, value } => write!(
+                f,
+                "advanced setting {key}: '{value}' is not a boolean (use on/off, yes/no or 1/0)"
+            ),
+            SettingError::Empty { key } => write!(f, "advanced setting {key}: value is empty"),
+            SettingError::NotAMask { key, value } => write!(
+                f,
+                "advanced setting {key}: '{value}' is not an octal mask (e.g. 077 or 007)"
+            ),
+            SettingError::NotKeyValue { pair } => {
+                write!(f, "advanced setting '{pair}' is not of the form key=value")
+            }
+            SettingError::UnknownAdvanced { key } => write!(
+                f,
+                "unknown advanced setting '{key}' (see `qnetd serve --help` or config/qnetd.toml for the list)"
+            ),
+            SettingError::UnknownKey { key } => write!(
+                f,
+                "unknown key '{key}' (known: listen_address, port, address_family, tls, client_cert_required, max_clients, debug, [advanced])"
+            ),
+            SettingError::WrongType { key, expected } => write!(f, "{key}: expected {expected}"),
+            SettingError::Toml { detail } => write!(f, "{detail}"),
+            SettingError::InFile { file, error } => write!(f, "{}: {error}", file.display()),
+            SettingError::Port { value } => {
+                write!(f, "invalid port '{value}': use a number from 1 to 65535")
+            }
+            SettingError::TlsMode { value } => write!(
+                f,
+                "invalid TLS mode '{value}': use on, off or required (req)"
+            ),
+            SettingError::AddressFamily { value } => {
+                write!(f, "address_family '{value}': use any, ipv4 or ipv6")
+            }
+            SettingError::MetricsListen { value } => write!(
+                f,
+                "metrics listen address '{value}' is not ADDR:PORT (e.g. 127.0.0.1:9403 or [::]:9403), or 'off'"
+            ),
+            SettingError::HeartbeatBounds { min, max } => write!(
+                f,
+                "heartbeat_interval_min ({min}) is larger than heartbeat_interval_max ({max})"
+            ),
+            SettingError::CoefficientTooLarge { coefficient } => write!(
+                f,
+                "dpd_interval_coefficient {coefficient} is too large: {coefficient} x {INITIAL_HEARTBEAT_MS} ms exceeds the timer limit of {MAX_TIMER_MS} ms"
+            ),
+            SettingError::FamilyMismatch { address, ipv6: true } => write!(
+                f,
+                "listen address {address} is IPv6 but -4 (IPv4 only) was given"
+            ),
+            SettingError::FamilyMismatch { address, ipv6: false } => write!(
+                f,
+                "listen address {address} is IPv4 but -6 (IPv6 only) was given"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+/// A setting that was accepted but has no effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingWarning {
+    /// A deprecated key; `instead` is what to use.
+    Deprecated {
+        key: &'static str,
+        instead: &'static str,
+    },
+}
+
+impl fmt::Display for SettingWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingWarning::Deprecated { key, instead } => write!(
+                f,
+                "advanced setting {key} is deprecated and has no effect; use {instead}"
+            ),
+        }
+    }
+}
+
+/// Parses a boolean the way corosync-qnetd does (on/yes/1, off/no/0).
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "yes" | "1" | "true" => Some(true),
+        "off" | "no" | "0" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_int<T>(key: &str, value: &str, min: u64, max: u64) -> Result<T, SettingError>
+where
+    T: TryFrom<u64>,
+{
+    let v: u64 = value.trim().parse().map_err(|_| SettingError::NotANumber {
+        key: key.into(),
+        value: value.into(),
+        min,
+        max,
+    })?;
+    let out_of_range = || SettingError::OutOfRange {
+        key: key.into(),
+        value: v as f64,
+        min,
+        max,
+    };
+    if v < min || v > max {
+        return Err(out_of_range());
+    }
+    T::try_from(v).map_err(|_| out_of_range())
+}
+
+fn parse_flag(key: &str, value: &str) -> Result<bool, SettingError> {
+    parse_bool(value).ok_or_else(|| SettingError::NotABoolean {
+        key: key.into(),
+        value: value.into(),
+    })
+}
+
+fn non_empty(key: &str, value: &str) -> Result<String, SettingError> {
+    if value.is_empty() {
+        Err(SettingError::Empty { key: key.into() })
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+const INT_MAX: u64 = i32::MAX as u64;
+
+impl Settings {
+    /// Applies one advanced setting (`-S key=value`). Keys are matched
+    /// case-insensitively. Returns a warning for deprecated keys that have no
+    /// effect; unknown keys and bad values are errors.
+    pub fn set_advanced(
+        &mut self,
+        key: &str,
+        value: &str,
+    ) -> Result<Option<SettingWarning>, SettingError> {
+        let k = key.trim().to_ascii_lowercase();
+        let value = value.trim();
+        match k.as_str() {
+            "listen_backlog" => self.listen_backlog = parse_int(&k, value, 1, INT_MAX)?,
+            "max_client_send_buffers" => {
+                self.max_client_send_buffers = parse_int(&k, value, 2, INT_MAX)?
+            }
+            "max_client_send_size" => {
+                self.max_client_send_size = parse_int(&k, value, 16, INT_MAX)?
+            }
+            "max_client_receive_size" => {
+                self.max_client_receive_size = parse_int(&k, value, 16, INT_MAX)?
+            }
+            // The reference's key store; here the folder of the PEM files.
+            "nss_db_dir" => {
+                self.nss_db_dir = PathBuf::from(non_empty(&k, value)?);
+                self.tls_dir = self.nss_db_dir.clone();
+            }
+            "cert_nickname" => self.cert_nickname = non_empty(&k, value)?,
+            "heartbeat_interval_min" => {
+                self.heartbeat_interval_min = parse_int(&k, value, 1, u64::from(u32::MAX))?
+            }
+            "heartbeat_interval_max" => {
+                self.heartbeat_interval_max = parse_int(&k, value, 1, u64::from(u32::MAX))?
+            }
+            "dpd_enabled" => self.dpd_enabled = parse_flag(&k, value)?,
+            "dpd_interval" => {
+                return Ok(Some(SettingWarning::Deprecated {
+                    key: "dpd_interval",
+                    instead: "dpd_interval_coefficient",
+                }))
+            }
+            "dpd_interval_coefficient" => {
+                let v: f64 = value.parse().map_err(|_| SettingError::NotANumber {
+                    key: k.clone(),
+                    value: value.into(),
+                    min: 1,
+                    max: 1000,
+                })?;
+                if !(1.0..=1000.0).contains(&v) {
+                    return Err(SettingError::OutOfRange {
+                        key: k,
+                        value: v,
+                        min: 1,
+                        max: 1000,
+                    });
+                }
+                self.dpd_interval_coefficient = v;
+            }
+            "lock_file" => self.lock_file = PathBuf::from(non_empty(&k, value)?),
+            "local_socket_file" => self.local_socket_file = PathBuf::from(non_empty(&k, value)?),
+            "local_socket_backlog" => self.local_socket_backlog = parse_int(&k, value, 1, INT_MAX)?,
+            "local_socket_umask" => {
+                self.local_socket_umask = u32::from_str_radix(value.trim_start_matches("0o"), 8)
+                    .ok()
+                    .filter(|v| *v <= 0o777)
+                    .ok_or_else(|| SettingError::NotAMask {
+                        key: k.clone(),
+                        value: value.into(),
+                    })?
+            }
+            "local_socket_gid" => {
+                self.local_socket_gid = Some(parse_int(&k, value, 0, u64::from(u32::MAX))?)
+            }
+            "admin_socket" => self.admin_socket = parse_flag(&k, value)?,
+            "metrics_listen" => self.metrics_listen = parse_metrics_listen(value)?,
+            "ipc_max_clients" => self.ipc_max_clients = parse_int(&k, value, 0, INT_MAX)?,
+            "ipc_max_receive_size" => {
+                self.ipc_max_receive_size = parse_int(&k, value, 1024, INT_MAX)?
+            }
+            "ipc_max_send_size" => self.ipc_max_send_size = parse_int(&k, value, 1024, INT_MAX)?,
+            "keep_active_partition_tie_breaker" => {
+                self.keep_active_partition_tie_breaker = parse_flag(&k, value)?
+            }
+            "tls_dir" => self.tls_dir = PathBuf::from(non_empty(&k, value)?),
+            "tls_handshake_timeout" => {
+                self.tls_handshake_timeout = parse_int(&k, value, 100, 600_000)?
+            }
+            "init_timeout" => self.init_timeout = parse_int(&k, value, 100, 600_000)?,
+            "max_clients_per_address" => {
+                self.max_clients_per_address = parse_int(&k, value, 0, INT_MAX)?
+            }
+            "state_dir" => {
+                self.state_dir = if value.is_empty() || value.eq_ignore_ascii_case("off") {
+                    None
+                } else {
+                    Some(PathBuf::from(value))
+                }
+            }
+            "restart_vote_hold" => self.restart_vote_hold = parse_int(&k, value, 0, 3_600_000)?,
+            "state_max_age" => self.state_max_age = parse_int(&k, value, 1, 31_536_000)?,
+            _ => return Err(SettingError::UnknownAdvanced { key: key.into() }),
+        }
+        Ok(None)
+    }
+
+    /// Applies a `-S` argument: one or more `key=value` pairs separated by
+    /// commas.
+    pub fn set_advanced_list(&mut self, arg: &str) -> Result<Vec<SettingWarning>, SettingError> {
+        let mut warnings = Vec::new();
+        for pair in arg.split(',').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| SettingError::NotKeyValue { pair: pair.into() })?;
+            if let Some(w) = self.set_advanced(k, v)? {
+                warnings.push(w);
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// Checks relations between settings once everything is applied.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if self.heartbeat_interval_min > self.heartbeat_interval_max {
+            return Err(SettingError::HeartbeatBounds {
+                min: self.heartbeat_interval_min,
+                max: self.heartbeat_interval_max,
+            });
+        }
+        if self.max_client_receive_size < 32768 {
+            // Allowed, as in the reference, but 3.0.x clients will refuse it.
+        }
+        if self.dpd_enabled && self.initial_dpd_ms() > MAX_TIMER_MS {
+            return Err(SettingError::CoefficientTooLarge {
+                coefficient: self.dpd_interval_coefficient,
+            });
+        }
+        if let Some(addr) = &self.listen_address {
+            if let Ok(ip) = addr.parse::<IpAddr>() {
+                match (self.address_family, ip) {
+                    (AddressFamily::Ipv4, IpAddr::V6(_)) => {
+                        return Err(SettingError::FamilyMismatch {
+                            address: addr.clone(),
+                            ipv6: true,
+                        })
+                    }
+                    (AddressFamily::Ipv6, IpAddr::V4(_)) => {
+                        return Err(SettingError::FamilyMismatch {
+                            address: addr.clone(),
+                            ipv6: false,
+                        })
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Dead-peer interval for a heartbeat, in ms (truncated like the
+    /// reference).
+    pub fn dpd_ms(&self, heartbeat_ms: u32) -> u64 {
+        (self.dpd_interval_coefficient * f64::from(heartbeat_ms)) as u64
+    }
+
+    /// Dead-peer interval before INIT.
+    pub fn initial_dpd_ms(&self) -> u64 {
+        self.dpd_ms(INITIAL_HEARTBEAT_MS)
+    }
+
+    /// Applies a TOML configuration file's contents.
+    pub fn apply_toml(
+        &mut self,
+        text: &str,
+        origin: &Path,
+    ) -> Result<Vec<SettingWarning>, SettingError> {
+        self.apply_table(text).map_err(|e| SettingError::InFile {
+            file: origin.to_path_buf(),
+            error: Box::new(e),
+        })
+    }
+
+    fn apply_table(&mut self, text: &str) -> Result<Vec<SettingWarning>, SettingError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| SettingError::Toml {
+                detail: e.to_string(),
+            })?;
+        let mut warnings = Vec::new();
+        for (key, value) in &table {
+            let wrong = |expected: &'static str| SettingError::WrongType {
+                key: key.clone(),
+                expected,
+            };
+            let as_text = || scalar_text(value).ok_or_else(|| wrong("a string, number or boolean"));
+            match key.as_str() {
+                "listen_address" => {
+                    let v = as_text()?;
+                    self.listen_address = if v.is_empty() || v == "*" {
+                        None
+                    } else {
+                        Some(v)
+                    };
+                }
+                "port" => self.port = parse_port(&as_text()?)?,
+                "address_family" => {
+                    self.address_family = match as_text()?.as_str() {
+                        "any" => AddressFamily::Any,
+                        "ipv4" => AddressFamily::Ipv4,
+                        "ipv6" => AddressFamily::Ipv6,
+                        other => {
+                            return Err(SettingError::AddressFamily {
+                                value: other.into(),
+                            })
+                        }
+                    }
+                }
+                "tls" => self.tls = TlsMode::parse(&as_text()?)?,
+                "client_cert_required" => {
+                    self.client_cert_required =
+                        parse_bool(&as_text()?).ok_or_else(|| wrong("a boolean"))?
+                }
+                "max_clients" => {
+                    self.max_clients = as_text()?.parse().map_err(|_| wrong("a whole number"))?
+                }
+                "debug" => {
+                    self.debug = match value {
+                        toml::Value::Boolean(b) => u8::from(*b),
+                        toml::Value::Integer(i) => (*i).clamp(0, 2) as u8,
+                        _ => return Err(wrong("a boolean or 0..2")),
+                    }
+                }
+                "advanced" => {
+                    let adv = value.as_table().ok_or_else(|| wrong("a table"))?;
+                    for (k, v) in adv {
+                        let text = scalar_text(v).ok_or_else(|| SettingError::WrongType {
+                            key: format!("advanced.{k}"),
+                            expected: "a scalar",
+                        })?;
+                        if let Some(w) = self.set_advanced(k, &text)? {
+                            warnings.push(w);
+                        }
+                    }
+                }
+                other => return Err(SettingError::UnknownKey { key: other.into() }),
+            }
+        }
+        Ok(warnings)
+    }
+}
+
+fn scalar_text(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(if *b { "on" } else { "off" }.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses `--metrics-listen`: `ADDR:PORT`, or `off`/empty to disable.
+pub fn parse_metrics_listen(s: &str) -> Result<Option<std::net::SocketAddr>, SettingError> {
+    let s = s.trim();
+    if s.is_empty() || s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| SettingError::MetricsListen { value: s.into() })
+}
+
+/// Parses a TCP port, 1..=65535.
+pub fn parse_port(s: &str) -> Result<u16, SettingError> {
+    match s.trim().parse::<u16>() {
+        Ok(0) | Err(_) => Err(SettingError::Port { value: s.into() }),
+        Ok(p) => Ok(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_reference() {
+        let s = Settings::default();
+        assert_eq!(s.port, 5403);
+        assert_eq!(s.max_client_receive_size, 32768);
+        assert_eq!(s.max_client_send_buffers, 32);
+        assert_eq!(s.initial_dpd_ms(), 180_000);
+        assert_eq!(s.dpd_ms(8000), 12_000);
+        assert!(!s.keep_active_partition_tie_breaker);
+    }
+
+    #[test]
+    fn hardening_settings_parse_and_check_ranges() {
+        let mut s = Settings::default();
+        assert_eq!(s.listen_backlog, 4096);
+        assert_eq!(s.init_timeout, 5000);
+        s.set_advanced_list("init_timeout=2000,max_clients_per_address=0,restart_vote_hold=0")
+            .unwrap();
+        assert_eq!(
+            (
+                s.init_timeout,
+                s.max_clients_per_address,
+                s.restart_vote_hold
+            ),
+            (2000, 0, 0)
+        );
+        assert!(s.set_advanced_list("init_timeout=50").is_err());
+        assert!(s.set_advanced_list("restart_vote_hold=3600001").is_err());
+        s.set_advanced("state_dir", "off").unwrap();
+        assert_eq!(s.state_dir, None);
+        s.set_advanced("state_dir", "/tmp/x").unwrap();
+        assert_eq!(s.state_dir, Some(PathBuf::from("/tmp/x")));
+    }
+
+    #[test]
+    fn advanced_settings_are_validated() {
+        let mut s = Settings::default();
+        assert!(s.set_advanced_list("max_client_send_buffers=1").is_err());
+        assert!(s.set_advanced_list("max_client_receive_size=15").is_err());
+        assert!(s
+            .set_advanced_list("dpd_interval_coefficient=1000.5")
+            .is_err());
+        assert_eq!(
+            s.set_advanced_list("no_such_key=1"),
+            Err(SettingError::UnknownAdvanced {
+                key: "no_such_key".into()
+            })
+        );
+        assert!(matches!(
+            s.set_advanced_list("dpd_enabled=maybe"),
+            Err(SettingError::NotABoolean { .. })
+        ));
+        let w = s
+            .set_advanced_list("DPD_Enabled=off,heartbeat_interval_min=500,dpd_interval=3")
+            .unwrap();
+        assert_eq!(
+            w,
+            vec![SettingWarning::Deprecated {
+                key: "dpd_interval",
+                instead: "dpd_interval_coefficient"
+            }]
+        );
+        assert!(!s.dpd_enabled);
+        assert_eq!(s.heartbeat_interval_min, 500);
+    }
+
+    #[test]
+    fn coefficient_above_150_is_refused_at_start() {
+        let mut s = Settings::default();
+        s.set_advanced("dpd_interval_coefficient", "151").unwrap();
+        assert!(s.validate().is_err());
+        s.set_advanced("dpd_interval_coefficient", "150").unwrap();
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn example_config_file_holds_the_defaults() {
+        let mut s = Settings::default();
+        let text = include_str!("../../config/qnetd.toml");
+        let w = s.apply_toml(text, Path::new("config/qnetd.toml")).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn toml_file_sets_the_same_keys() {
+        let mut s = Settings::default();
+        let w = s
+            .apply_toml(
+                "port = 15403\nlisten_address = \"127.0.0.1\"\ntls = \"off\"\n[advanced]\nmax_client_send_buffers = 64\nkeep_active_partition_tie_breaker = true\n",
+                Path::new("test.toml"),
+            )
+            .unwrap();
+        assert!(w.is_empty());
+        assert_eq!(s.port, 15403);
+        assert_eq!(s.listen_address.as_deref(), Some("127.0.0.1"));
+        assert_eq!(s.max_client_send_buffers, 64);
+        assert!(s.keep_active_partition_tie_breaker);
+        let e = s.apply_toml("prot = 1\n", Path::new("x.toml")).unwrap_err();
+        match &e {
+            SettingError::InFile { file, error } => {
+                assert_eq!(file, Path::new("x.toml"));
+                assert_eq!(**error, SettingError::UnknownKey { key: "prot".into() });
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            e.to_string().starts_with("x.toml: unknown key 'prot'"),
+            "{e}"
+        );
+    }
+}

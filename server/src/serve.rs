@@ -1,0 +1,142 @@
+//! The thin layer above every server task: binds every listener as the
+//! settings say (client port, admin socket, /metrics), builds the shared
+//! state, then runs each task with its listener and the one shutdown token.
+//! The binary and the integration tests start the server through it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qnetd_core::arbiter::Arbiter;
+use qnetd_core::config::{Settings, TlsMode};
+use tokio::net::{TcpListener, UnixListener};
+use tracing::warn;
+
+use crate::ctx::ServerCtx;
+use crate::error::StartError;
+use crate::shutdown::Shutdown;
+use crate::tls::TlsContext;
+use crate::{admin, listener, metrics, persist};
+
+/// A bound, not yet running server.
+pub struct Server {
+    client: TcpListener,
+    admin: Option<UnixListener>,
+    metrics: Option<TcpListener>,
+    state_file: Option<std::path::PathBuf>,
+    ctx: Arc<ServerCtx>,
+}
+
+impl Server {
+    /// Loads the TLS material, reads the state file and binds every
+    /// listener. The server clock starts now.
+    pub async fn bind(settings: Settings) -> Result<Server, StartError> {
+        let origin = Instant::now();
+        let tls = match settings.tls {
+            TlsMode::Off => None,
+            TlsMode::On | TlsMode::Required => Some(
+                TlsContext::load_or_init(&settings.tls_dir, settings.client_cert_required)
+                    .map_err(StartError::Tls)?,
+            ),
+        };
+        let client = listener::bind(&settings).await?;
+        let port = client.local_addr().map_or(settings.port, |a| a.port());
+        let admin = if settings.admin_socket {
+            Some(
+                admin::bind(
+                    &settings.local_socket_file,
+                    settings.local_socket_umask,
+                    settings.local_socket_gid,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let metrics = match settings.metrics_listen {
+            Some(addr) => {
+                metrics::install();
+                Some(metrics::bind(addr).await?)
+            }
+            None => None,
+        };
+        let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+        let effective_max_clients = listener::effective_max_clients(
+            settings.max_clients,
+            qnetd_core::sys::raise_nofile_limit(None),
+        );
+        let (memory, state_file) = persist::open(
+            settings.state_dir.as_deref(),
+            Duration::from_secs(u64::from(settings.state_max_age)),
+            u64::from(settings.restart_vote_hold),
+        );
+        let arbiter = Arc::new(Arbiter::new(
+            Arc::new(settings),
+            Arc::new(memory),
+            origin,
+            persist::unix_ms(),
+        ));
+        Ok(Server {
+            client,
+            admin,
+            metrics,
+            state_file,
+            ctx: Arc::new(ServerCtx::new(
+                arbiter,
+                tls,
+                port,
+                metrics_addr,
+                effective_max_clients,
+            )),
+        })
+    }
+
+    /// The address of the client port.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.client.local_addr()
+    }
+
+    /// The shared state (status, metrics, TLS reload).
+    pub fn ctx(&self) -> Arc<ServerCtx> {
+        Arc::clone(&self.ctx)
+    }
+
+    /// Serves until `shutdown` fires (a signal, or the admin socket's
+    /// `shutdown` request), then disconnects every client, saves the state
+    /// file a last time and returns.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut tasks = Vec::new();
+        if let Some(l) = self.admin {
+            tasks.push(tokio::spawn(admin::run(
+                l,
+                Arc::clone(&self.ctx),
+                shutdown.clone(),
+            )));
+        }
+        if let Some(l) = self.metrics {
+            tasks.push(tokio::spawn(metrics::run(
+                l,
+                Arc::clone(&self.ctx),
+                shutdown.clone(),
+            )));
+        }
+        if let Some(path) = self.state_file {
+            tasks.push(tokio::spawn(persist::run(
+                Arc::clone(&self.ctx.arbiter),
+                path,
+                shutdown.clone(),
+            )));
+        }
+        listener::run(self.client, Arc::clone(&self.ctx), shutdown.clone()).await;
+        // The client listener only returns once the token fired; the other
+        // tasks finish their last step (the state file's final save).
+        for t in tasks {
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
+                warn!("a server task did not stop within 5 s");
+            }
+        }
+    }
+}

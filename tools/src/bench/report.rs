@@ -1,0 +1,573 @@
+//! Figures of a bench run: latency percentiles, the server's RSS and CPU
+//! time from /proc, the report (a text table and JSON), and the ratio table
+//! of two reports (ours / reference).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Latency percentiles of a sample, in milliseconds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// Percentiles by nearest rank; all zero for an empty sample.
+    pub fn from_ms(mut v: Vec<f64>) -> Latency {
+        if v.is_empty() {
+            return Latency::default();
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let rank = |p: f64| {
+            let i = ((p / 100.0) * v.len() as f64).ceil() as usize;
+            v[i.clamp(1, v.len()) - 1]
+        };
+        Latency {
+            count: v.len(),
+            p50_ms: rank(50.0),
+            p99_ms: rank(99.0),
+            max_ms: v[v.len() - 1],
+        }
+    }
+}
+
+/// One sample of a process's resource use.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProcSample {
+    /// Resident set size, KiB.
+    pub rss_kib: u64,
+    /// Peak resident set size (VmHWM), KiB.
+    pub hwm_kib: u64,
+    /// User + system CPU time, seconds.
+    pub cpu_s: f64,
+}
+
+/// Reads /proc/<pid>/stat and /proc/<pid>/status; `None` if the process is
+/// gone or the files cannot be parsed.
+pub fn sample_proc(pid: u32) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces: split after its ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let tck = if tck > 0 { tck as f64 } else { 100.0 };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Some(ProcSample {
+        rss_kib: kib("VmRSS:"),
+        hwm_kib: kib("VmHWM:"),
+        cpu_s: (utime + stime) as f64 / tck,
+    })
+}
+
+/// Our server's own decision latency (event in → votes queued), from the
+/// `qnetd_decision_latency_seconds` histogram of its /metrics: percentiles
+/// are bucket upper bounds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServerDecision {
+    pub count: u64,
+    pub p50_le_ms: f64,
+    pub p99_le_ms: f64,
+    /// Upper bound of the highest non-empty bucket; `None` if some took
+    /// longer than the last finite bucket.
+    pub max_le_ms: Option<f64>,
+}
+
+/// The decision-latency histogram's cumulative buckets: (upper bound in
+/// seconds, `None` for +Inf; count), summed over label sets.
+pub type Buckets = Vec<(Option<f64>, u64)>;
+
+/// Parses the histogram out of a Prometheus text page.
+pub fn parse_decision_buckets(text: &str) -> Buckets {
+    let mut out: Buckets = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("qnetd_decision_latency_seconds_bucket{") else {
+            continue;
+        };
+        let Some(le_at) = rest.find("le=\"") else {
+            continue;
+        };
+        let le_text = &rest[le_at + 4..];
+        let Some(end) = le_text.find('"') else {
+            continue;
+        };
+        let le = match &le_text[..end] {
+            "+Inf" => None,
+            v => match v.parse::<f64>() {
+                Ok(v) => Some(v),
+                Err(_) => continue,
+            },
+        };
+        let Some(count) = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()) else {
+            continue;
+        };
+        match out.iter_mut().find(|(b, _)| *b == le) {
+            Some(e) => e.1 += count as u64,
+            None => out.push((le, count as u64)),
+        }
+    }
+    out.sort_by(|a, b| match (a.0, b.0) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    out
+}
+
+/// Percentiles of the decisions between two scrapes.
+pub fn decision_between(before: &Buckets, after: &Buckets) -> Option<ServerDecision> {
+    let delta: Vec<(Option<f64>, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let b = before
+                .iter()
+                .find(|(l, _)| l == le)
+                .map(|x| x.1)
+                .unwrap_or(0);
+            (*le, n.saturating_sub(b))
+        })
+        .collect();
+    let total = delta.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let at = |q: f64| {
+        let want = (q * total as f64).ceil() as u64;
+        delta
+            .iter()
+            .find(|(_, n)| *n >= want.max(1))
+            .and_then(|(le, _)| *le)
+            .map(|s| s * 1e3)
+            .unwrap_or(f64::INFINITY)
+    };
+    let max = at(1.0);
+    Some(ServerDecision {
+        count: total,
+        p50_le_ms: at(0.5).min(1e9),
+        p99_le_ms: at(0.99).min(1e9),
+        max_le_ms: max.is_finite().then_some(max),
+    })
+}
+
+/// GET http://ADDR/metrics, bounded by a short timeout.
+pub async fn scrape(addr: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: qnetd\r\n\r\n")
+            .await
+            .ok()?;
+        let mut body = Vec::new();
+        s.read_to_end(&mut body).await.ok()?;
+        String::from_utf8(body).ok()
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), fut)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Figures of one phase (connect, or the workload's own).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PhaseReport {
+    pub name: String,
+    /// Nodes that reached the expected vote within the timeout.
+    pub done: usize,
+    pub expected: usize,
+    /// From the phase's start until the last node reached its vote (or the
+    /// timeout), seconds.
+    pub wall_s: f64,
+    /// Per node: from the phase's start to its vote.
+    pub latency: Latency,
+    /// Nodes per second (done / wall).
+    pub throughput_per_s: f64,
+    /// Server CPU seconds spent in the phase.
+    pub server_cpu_s: Option<f64>,
+}
+
+/// The whole report of one run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub workload: String,
+    pub server: String,
+    /// Free text naming the server (e.g. "qnetd 0.1.0 (abc123)").
+    pub server_label: String,
+    pub tls: bool,
+    pub clusters: usize,
+    pub nodes_per_cluster: u32,
+    pub clients: usize,
+    pub algorithm: String,
+    pub heartbeat_ms: u32,
+    /// Issuing the client certificates and TLS configurations, seconds.
+    pub setup_s: f64,
+    pub connect: PhaseReport,
+    /// The workload's own phase (steady, split or reconnect).
+    pub phase: Option<PhaseReport>,
+    /// Echo round trips during the run.
+    pub echo_rtt: Latency,
+    /// Mass-split: per cluster, from the last membership sent to the first
+    /// VOTE_INFO that followed (client-side view of event in → votes out).
+    pub decision: Option<Latency>,
+    /// Our server's decision latency during the workload's phase (from its
+    /// /metrics, `--metrics ADDR`).
+    pub server_decision: Option<ServerDecision>,
+    /// Mass-split: instants with ACK holders of two different memberships.
+    pub double_acks: usize,
+    /// Nodes whose vote at the end was not the expected one.
+    pub wrong_votes: usize,
+    /// Failed connection attempts and lost connections (a reconnect's
+    /// planned disconnections not counted).
+    pub errors: usize,
+    pub error_samples: Vec<String>,
+    /// Server process before any client, after the connect phase, at the end.
+    pub server_idle: Option<ProcSample>,
+    pub server_loaded: Option<ProcSample>,
+    pub server_end: Option<ProcSample>,
+    /// (RSS loaded − RSS idle) / clients, KiB.
+    pub rss_per_client_kib: Option<f64>,
+    /// Reconnect: seconds from the stop of the server until it accepted
+    /// connections again.
+    pub restart_s: Option<f64>,
+    /// Every node got its expected vote, no double ACK.
+    pub ok: bool,
+}
+
+fn opt(v: Option<f64>, unit: &str) -> String {
+    v.map(|v| format!("{v:.3}{unit}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn lat(l: &Latency) -> String {
+    if l.count == 0 {
+        "-".into()
+    } else {
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
+            l.p50_ms, l.p99_ms, l.max_ms, l.count
+        )
+    }
+}
+
+impl Report {
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let mut row = |k: &str, v: String| {
+            let _ = writeln!(s, "  {k:<28} {v}");
+        };
+        row("workload", self.workload.clone());
+        row(
+            "server",
+            format!("{} {}", self.server, self.server_label)
+                .trim()
+                .to_string(),
+        );
+        row(
+            "load",
+            format!(
+                "{} clusters x {} nodes = {} clients, {}, {}, heartbeat {} ms",
+                self.clusters,
+                self.nodes_per_cluster,
+                self.clients,
+                if self.tls { "TLS" } else { "plain TCP" },
+                self.algorithm,
+                self.heartbeat_ms
+            ),
+        );
+        if self.setup_s > 0.0 {
+            row("setup (certificates)", format!("{:.2} s", self.setup_s));
+        }
+        for p in std::iter::once(&self.connect).chain(self.phase.iter()) {
+            row(
+                &format!("{}: voting", p.name),
+                format!("{}/{} in {:.3} s", p.done, p.expected, p.wall_s),
+            );
+            row(&format!("{}: latency", p.name), lat(&p.latency));
+            row(
+                &format!("{}: throughput", p.name),
+                format!("{:.0} nodes/s", p.throughput_per_s),
+            );
+            row(
+                &format!("{}: server CPU", p.name),
+                opt(p.server_cpu_s, " s"),
+            );
+        }
+        if let Some(d) = &self.decision {
+            row("decision (client view)", lat(d));
+        }
+        if let Some(d) = &self.server_decision {
+            row(
+                "decision (server, queued)",
+                format!(
+                    "p50 <= {} ms, p99 <= {} ms, max <= {} (n={})",
+                    d.p50_le_ms,
+                    d.p99_le_ms,
+                    d.max_le_ms
+                        .map(|m| format!("{m} ms"))
+                        .unwrap_or_else(|| "above 100 ms".into()),
+                    d.count
+                ),
+            );
+        }
+        if let Some(r) = self.restart_s {
+            row("server restart", format!("{r:.3} s"));
+        }
+        row("echo round trip", lat(&self.echo_rtt));
+        if let Some(p) = &self.server_loaded {
+            row(
+                "server RSS loaded",
+                format!("{} KiB (peak {} KiB)", p.rss_kib, p.hwm_kib),
+            );
+        }
+        row(
+            "server RSS per client",
+            opt(self.rss_per_client_kib, " KiB"),
+        );
+        if let (Some(a), Some(b)) = (&self.server_idle, &self.server_end) {
+            row("server CPU total", format!("{:.2} s", b.cpu_s - a.cpu_s));
+        }
+        row("double ACKs", self.double_acks.to_string());
+        row("wrong final votes", self.wrong_votes.to_string());
+        row("errors", self.errors.to_string());
+        for e in &self.error_samples {
+            row("  e.g.", e.clone());
+        }
+        row("result", if self.ok { "OK" } else { "FAILED" }.into());
+        s
+    }
+}
+
+/// One figure of the ratio table: name, and whether lower is better.
+type Figure = (&'static str, fn(&Report) -> Option<f64>, bool);
+
+fn figures() -> Vec<Figure> {
+    vec![
+        ("connect: all voting (s)", |r| Some(r.connect.wall_s), true),
+        (
+            "connect: p50 (ms)",
+            |r| Some(r.connect.latency.p50_ms),
+            true,
+        ),
+        (
+            "connect: p99 (ms)",
+            |r| Some(r.connect.latency.p99_ms),
+            true,
+        ),
+        (
+            "connect: max (ms)",
+            |r| Some(r.connect.latency.max_ms),
+            true,
+        ),
+        (
+            "connect: throughput (nodes/s)",
+            |r| Some(r.connect.throughput_per_s),
+            false,
+        ),
+        ("connect: server CPU (s)", |r| r.connect.server_cpu_s, true),
+        (
+            "phase: all voting (s)",
+            |r| r.phase.as_ref().map(|p| p.wall_s),
+            true,
+        ),
+        (
+            "phase: p50 (ms)",
+            |r| r.phase.as_ref().map(|p| p.latency.p50_ms),
+            true,
+        ),
+        (
+            "phase: p99 (ms)",
+            |r| r.phase.as_ref().map(|p| p.latency.p99_ms),
+            true,
+        ),
+        (
+            "phase: max (ms)",
+            |r| r.phase.as_ref().map(|p| p.latency.max_ms),
+            true,
+        ),
+        (
+            "phase: server CPU (s)",
+            |r| r.phase.as_ref().and_then(|p| p.server_cpu_s),
+            true,
+        ),
+        (
+            "decision p99 (ms)",
+            |r| r.decision.as_ref().map(|d| d.p99_ms),
+            true,
+        ),
+        (
+            "echo RTT p99 (ms)",
+            |r| (r.echo_rtt.count > 0).then_some(r.echo_rtt.p99_ms),
+            true,
+        ),
+        (
+            "server RSS loaded (MiB)",
+            |r| r.server_loaded.map(|p| p.rss_kib as f64 / 1024.0),
+            true,
+        ),
+        (
+            "server RSS per client (KiB)",
+            |r| r.rss_per_client_kib,
+            true,
+        ),
+        ("server restart (s)", |r| r.restart_s, true),
+        ("double ACKs", |r| Some(r.double_acks as f64), true),
+        ("errors", |r| Some(r.errors as f64), true),
+    ]
+}
+
+/// Markdown table comparing reports of the same workloads: ours / reference
+/// for each figure. `pairs` are (ours, reference).
+pub fn ratio_table(pairs: &[(Report, Report)]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| workload | clients | figure | qnetd | corosync-qnetd | qnetd / reference |"
+    );
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|");
+    for (ours, theirs) in pairs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | all voting | {} | {} | |",
+            ours.workload,
+            ours.clients,
+            if ours.ok { "yes" } else { "**no**" },
+            if theirs.ok { "yes" } else { "**no**" },
+        );
+        let phase_name = ours
+            .phase
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
+        for (name, f, _lower_better) in figures() {
+            let (a, b) = (f(ours), f(theirs));
+            if a.is_none() && b.is_none() {
+                continue;
+            }
+            let fmt = |v: Option<f64>| v.map(fmt_num).unwrap_or_else(|| "-".into());
+            let ratio = match (a, b) {
+                (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+                (Some(a), Some(b)) if a == b => "=".into(),
+                _ => "-".into(),
+            };
+            let name = name.replace("phase", &phase_name);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                ours.workload,
+                ours.clients,
+                name,
+                fmt(a),
+                fmt(b),
+                ratio
+            );
+        }
+    }
+    s
+}
+
+fn fmt_num(v: f64) -> String {
+    if (v == v.trunc() && v.abs() < 1e9) || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Reads a JSON report written by `--json`.
+pub fn read_report(path: &Path) -> Result<Report, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{} is not a bench report ({e}); pass files written by `qnetd-bench ... --json FILE`",
+            path.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_histogram() {
+        let page = |a: u64, b: u64, c: u64| {
+            format!(
+                "# TYPE x histogram\nqnetd_decision_latency_seconds_bucket{{le=\"0.0001\"}} {a}\n\
+                 qnetd_decision_latency_seconds_bucket{{le=\"0.001\"}} {b}\n\
+                 qnetd_decision_latency_seconds_bucket{{le=\"+Inf\"}} {c}\n"
+            )
+        };
+        let before = parse_decision_buckets(&page(5, 5, 5));
+        let after = parse_decision_buckets(&page(95, 105, 105));
+        let d = decision_between(&before, &after).unwrap();
+        assert_eq!(d.count, 100);
+        assert_eq!(
+            (d.p50_le_ms, d.p99_le_ms, d.max_le_ms),
+            (0.1, 1.0, Some(1.0))
+        );
+        let after = parse_decision_buckets(&page(95, 100, 106));
+        assert_eq!(decision_between(&before, &after).unwrap().max_le_ms, None);
+        assert!(decision_between(&before, &before).is_none());
+        assert!(parse_decision_buckets(
+            "garbage\nqnetd_decision_latency_seconds_bucket{le=\"x\"} 1"
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn percentiles() {
+        let l = Latency::from_ms((1..=100).map(f64::from).collect());
+        assert_eq!(
+            (l.p50_ms, l.p99_ms, l.max_ms, l.count),
+            (50.0, 99.0, 100.0, 100)
+        );
+        let l = Latency::from_ms(vec![3.0]);
+        assert_eq!((l.p50_ms, l.p99_ms, l.max_ms), (3.0, 3.0, 3.0));
+        assert_eq!(Latency::from_ms(vec![]), Latency::default());
+    }
+
+    #[test]
+    fn own_process_sample() {
+        let s = sample_proc(std::process::id()).expect("own /proc entry");
+        assert!(s.rss_kib > 0 && s.hwm_kib >= s.rss_kib);
+        assert!(sample_proc(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn ratio_table_has_a_row_per_figure() {
+        let mut a = Report {
+            workload: "connect-storm".into(),
+            clients: 4,
+            ok: true,
+            ..Default::default()
+        };
+        a.connect.wall_s = 1.0;
+        let mut b = a.clone();
+        b.connect.wall_s = 4.0;
+        let t = ratio_table(&[(a, b)]);
+        assert!(
+            t.contains("| connect-storm | 4 | connect: all voting (s) | 1 | 4 | 0.25 |"),
+            "{t}"
+        );
+    }
+}
