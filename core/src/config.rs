@@ -7,6 +7,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+pub use crate::ha_settings::{FloatingSpec, HaSettings, Takeover};
+
 /// TLS mode (`-s`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsMode {
@@ -110,6 +112,9 @@ pub struct Settings {
     pub restart_vote_hold: u32,
     /// Snapshot entries older than this (s) are ignored at start.
     pub state_max_age: u32,
+    /// High availability (`[ha]`, `--ha`, `-S ha.KEY=VALUE`); off unless
+    /// its endpoints are set.
+    pub ha: HaSettings,
 }
 
 /// Where the decision snapshot lives by default.
@@ -164,6 +169,7 @@ impl Default for Settings {
             state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
             restart_vote_hold: 30_000,
             state_max_age: 86_400,
+            ha: HaSettings::default(),
         }
     }
 }
@@ -223,6 +229,10 @@ pub enum SettingError {
     CoefficientTooLarge { coefficient: f64 },
     /// The listen address is of the family `-4`/`-6` excludes.
     FamilyMismatch { address: String, ipv6: bool },
+    /// A high-availability setting (`[ha]`) is invalid.
+    Ha { key: String, problem: String },
+    /// A key of `[ha]` qnetd does not know.
+    HaUnknownKey { key: String },
 }
 
 impl fmt::Display for SettingError {
@@ -254,7 +264,7 @@ impl fmt::Display for SettingError {
             ),
             SettingError::UnknownKey { key } => write!(
                 f,
-                "unknown key '{key}' (known: listen_address, port, address_family, tls, client_cert_required, max_clients, debug, [advanced])"
+                "unknown key '{key}' (known: listen_address, port, address_family, tls, client_cert_required, max_clients, debug, [advanced], [ha])"
             ),
             SettingError::WrongType { key, expected } => write!(f, "{key}: expected {expected}"),
             SettingError::Toml { detail } => write!(f, "{detail}"),
@@ -288,6 +298,12 @@ impl fmt::Display for SettingError {
             SettingError::FamilyMismatch { address, ipv6: false } => write!(
                 f,
                 "listen address {address} is IPv4 but -6 (IPv6 only) was given"
+            ),
+            SettingError::Ha { key, problem } => write!(f, "[ha] {key}: {problem}"),
+            SettingError::HaUnknownKey { key } => write!(
+                f,
+                "unknown [ha] key '{key}' (known: {})",
+                crate::ha_settings::HA_KEYS.join(", ")
             ),
         }
     }
@@ -464,6 +480,7 @@ impl Settings {
             }
             "restart_vote_hold" => self.restart_vote_hold = parse_int(&k, value, 0, 3_600_000)?,
             "state_max_age" => self.state_max_age = parse_int(&k, value, 1, 31_536_000)?,
+            ha if ha.starts_with("ha.") => self.ha.set(&ha[3..], value)?,
             _ => return Err(SettingError::UnknownAdvanced { key: key.into() }),
         }
         Ok(None)
@@ -606,6 +623,10 @@ impl Settings {
                             warnings.push(w);
                         }
                     }
+                }
+                "ha" => {
+                    let t = value.as_table().ok_or_else(|| wrong("a table"))?;
+                    self.ha.apply_toml(t)?;
                 }
                 other => return Err(SettingError::UnknownKey { key: other.into() }),
             }

@@ -358,6 +358,11 @@ impl HaHandle {
         &self.store
     }
 
+    /// etcd requests that failed since the start.
+    pub fn etcd_errors(&self) -> u64 {
+        self.store.etcd.errors()
+    }
+
     /// Gives up leadership and stops the controller (shutdown). The caller
     /// must have stopped serving first (closed every client connection and
     /// the listener): the next leader starts at once after a resign.
@@ -743,6 +748,7 @@ impl Controller {
                     self.failing_since.get_or_insert_with(Instant::now);
                 }
                 Err(_) => {
+                    self.etcd.count_error();
                     self.failing_since.get_or_insert_with(Instant::now);
                 }
             }

@@ -6,7 +6,7 @@
 //! next one. With user and password, a token is obtained and renewed when
 //! etcd reports it invalid.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -111,6 +111,8 @@ pub struct Etcd {
     user: Option<(String, String)>,
     token: Mutex<Option<String>>,
     timeout: Duration,
+    /// Requests that failed (for status and metrics).
+    errors: AtomicU64,
 }
 
 fn b64(v: &[u8]) -> String {
@@ -211,12 +213,23 @@ impl Etcd {
             user,
             token: Mutex::new(None),
             timeout: cfg.request_timeout,
+            errors: AtomicU64::new(0),
         })
     }
 
     /// The request timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Requests that failed since the client was made.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Counts a failure seen outside [`Etcd::call`] (a caller's own timeout).
+    pub fn count_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn post_one(
@@ -328,6 +341,14 @@ impl Etcd {
     /// Sends one request, moving through the endpoints while they cannot
     /// be reached; each endpoint is tried once.
     pub async fn call(&self, op: &'static str, path: &str, body: &Value) -> Result<Value> {
+        let r = self.call_endpoints(op, path, body).await;
+        if r.is_err() {
+            self.count_error();
+        }
+        r
+    }
+
+    async fn call_endpoints(&self, op: &'static str, path: &str, body: &Value) -> Result<Value> {
         let body = body.to_string();
         let n = self.transports.len();
         let start = self.current.load(Ordering::Relaxed);

@@ -88,8 +88,10 @@ where
             written = 0;
             session.poll_transmit(&mut out);
         }
-        if session.poll_close().is_some() {
-            if session.poll_close() != Some(&CloseReason::ServerShutdown) {
+        if let Some(reason) = session.poll_close() {
+            // Server shutdown or lease end: nothing queued goes out (a
+            // queued ACK must not outlive the lease).
+            if !reason.server_going_down() {
                 // Best effort: deliver what was queued before the close
                 // (e.g. the error that explains it), without waiting on a
                 // client that does not read.
@@ -110,7 +112,7 @@ where
         let deadline = session.poll_timeout();
         tokio::select! {
             biased;
-            _ = shutdown.triggered() => session.close(CloseReason::ServerShutdown),
+            _ = shutdown.triggered() => session.close(shutdown.close_reason()),
             _ = poll_fn(|cx| mailbox.poll_ready(cx)) => session.handle_mailbox(Instant::now()),
             w = wr.write(&out[written..]), if pending => match w {
                 Ok(0) => session.close(CloseReason::Io {
@@ -201,7 +203,7 @@ async fn start_tls(
                 }
             }
             _ = shutdown.triggered() => {
-                session.close(CloseReason::ServerShutdown);
+                session.close(shutdown.close_reason());
                 return None;
             }
         }

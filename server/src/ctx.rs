@@ -13,6 +13,7 @@ use qnetd_core::status::{self, ServerFacts, ServerStatus};
 use qnetd_core::telemetry;
 use tracing::warn;
 
+use crate::ha::HaShared;
 use crate::tls::TlsContext;
 
 /// State shared by the server's tasks.
@@ -32,6 +33,10 @@ pub struct ServerCtx {
     refused: RefusalLog,
     /// Connections closed since memory was last trimmed.
     pub(crate) closed_since_trim: AtomicUsize,
+    /// High availability: the group this instance belongs to, if any.
+    pub ha: Option<Arc<HaShared>>,
+    /// Why the server stopped on its own (exit code and message), if it did.
+    fatal: Mutex<Option<(u8, String)>>,
 }
 
 impl ServerCtx {
@@ -51,7 +56,26 @@ impl ServerCtx {
             per_address: Mutex::new(HashMap::new()),
             refused: RefusalLog::default(),
             closed_since_trim: AtomicUsize::new(0),
+            ha: None,
+            fatal: Mutex::new(None),
         }
+    }
+
+    /// The same context as a member of a high-availability group.
+    pub fn with_ha(mut self, ha: Arc<HaShared>) -> ServerCtx {
+        self.ha = Some(ha);
+        self
+    }
+
+    /// Records why the server stops on its own (the exit code to use).
+    pub fn set_fatal(&self, code: u8, message: String) {
+        let mut f = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
+        f.get_or_insert((code, message));
+    }
+
+    /// Why the server stopped on its own, if it did.
+    pub fn fatal(&self) -> Option<(u8, String)> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The facts only the server knows, for the status model.
@@ -63,6 +87,7 @@ impl ServerCtx {
                 .as_ref()
                 .map(|t| t.certificates())
                 .unwrap_or_default(),
+            ha: self.ha.as_ref().map(|h| h.status(Instant::now())),
         }
     }
 

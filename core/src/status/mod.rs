@@ -23,8 +23,8 @@ mod text;
 pub use text::{tool_list, tool_status};
 
 pub use qnetd_proto::status::{
-    CertificateStatus, ClusterStatus, ConfigNode, NodeStatus, PartitionStatus, RememberedHolder,
-    ServerStatus,
+    CertificateStatus, ClusterStatus, ConfigNode, HaStatus, NodeStatus, PartitionStatus,
+    RememberedHolder, ServerStatus,
 };
 
 fn heuristics_label(h: Heuristics) -> String {
@@ -57,6 +57,8 @@ pub struct ServerFacts {
     pub port: u16,
     /// The CA and server certificates, with their expiry.
     pub certificates: Vec<CertificateStatus>,
+    /// This instance's place in a high-availability group, if in one.
+    pub ha: Option<HaStatus>,
 }
 
 /// Takes a snapshot of the server at `now`. Each cluster is locked briefly,
@@ -159,5 +161,6 @@ pub fn snapshot(arbiter: &Arbiter, facts: &ServerFacts, now: Instant) -> ServerS
         remembered_clusters: arbiter.memory().len() as u64,
         restart_hold_remaining_ms: arbiter.memory().hold_until_ms().saturating_sub(now),
         certificates: facts.certificates.clone(),
+        ha: facts.ha.clone(),
     }
 }
