@@ -14,6 +14,7 @@ use qnetd_server::{Server, ServerCtx, Shutdown};
 use std::sync::Arc;
 use tracing::{error, info, warn};
 
+mod certs_bundle;
 mod certs_cmd;
 mod compat;
 mod daemon;

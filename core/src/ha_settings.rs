@@ -477,6 +477,44 @@ mod tests {
         assert!(u.finish().unwrap_err().to_string().contains("password"));
     }
 
+    /// The commented `[ha]` example of config/qnetd.toml is valid.
+    #[test]
+    fn the_example_in_the_config_file_is_valid() {
+        let text = include_str!("../../config/qnetd.toml");
+        let block: String = text
+            .lines()
+            .skip_while(|l| *l != "#[ha]")
+            .skip(1)
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(block.contains("endpoints"), "the example is in the file");
+        let t: toml::Table = block.parse().unwrap();
+        let mut h = HaSettings::default();
+        h.apply_toml(&t).unwrap();
+        h.finish().unwrap();
+        assert_eq!(h.endpoints.len(), 3);
+        assert_eq!(h.floating[0].to_string(), "10.0.0.100/24@eth0");
+        assert_eq!(
+            h,
+            {
+                let mut d = HaSettings::default();
+                d.endpoints = h.endpoints.clone();
+                d.name = "arbiter-a".into();
+                d.tls_ca = h.tls_ca.clone();
+                d.tls_cert = h.tls_cert.clone();
+                d.tls_key = h.tls_key.clone();
+                d.user = Some("qnetd".into());
+                d.password_file = h.password_file.clone();
+                d.floating = h.floating.clone();
+                d.floating_raw = h.floating_raw.clone();
+                d
+            },
+            "the other example values are the defaults"
+        );
+    }
+
     #[test]
     fn toml_lists_and_numbers() {
         let t: toml::Table = "endpoints = [\"https://a:2379\", \"https://b:2379\"]\nlease_ttl = 7\ngroup = \"g1\"\nfloating_address = \"10.1.0.9/24@br0\"\n"
