@@ -496,23 +496,19 @@ mod tests {
         h.finish().unwrap();
         assert_eq!(h.endpoints.len(), 3);
         assert_eq!(h.floating[0].to_string(), "10.0.0.100/24@eth0");
-        assert_eq!(
-            h,
-            {
-                let mut d = HaSettings::default();
-                d.endpoints = h.endpoints.clone();
-                d.name = "arbiter-a".into();
-                d.tls_ca = h.tls_ca.clone();
-                d.tls_cert = h.tls_cert.clone();
-                d.tls_key = h.tls_key.clone();
-                d.user = Some("qnetd".into());
-                d.password_file = h.password_file.clone();
-                d.floating = h.floating.clone();
-                d.floating_raw = h.floating_raw.clone();
-                d
-            },
-            "the other example values are the defaults"
-        );
+        let expected = HaSettings {
+            endpoints: h.endpoints.clone(),
+            name: "arbiter-a".into(),
+            tls_ca: h.tls_ca.clone(),
+            tls_cert: h.tls_cert.clone(),
+            tls_key: h.tls_key.clone(),
+            user: Some("qnetd".into()),
+            password_file: h.password_file.clone(),
+            floating: h.floating.clone(),
+            floating_raw: h.floating_raw.clone(),
+            ..HaSettings::default()
+        };
+        assert_eq!(h, expected, "the other example values are the defaults");
     }
 
     #[test]
