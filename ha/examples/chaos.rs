@@ -624,7 +624,7 @@ struct Outcome {
 }
 
 async fn schedule(args: Arc<Args>, index: usize) -> Outcome {
-    let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (index as u64 + 1) * 7919);
+    let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((index as u64 + 1) * 7919));
     rng.next();
     let group = format!("chaos-{}-{index}", args.seed);
     let dir = args.dir.join(format!("s{index:04}"));
@@ -774,11 +774,8 @@ async fn schedule(args: Arc<Args>, index: usize) -> Outcome {
         };
         *out.faults.entry(fault).or_default() += 1;
         if was_leader && matches!(fault, "kill" | "pause" | "etcd-partition") {
-            let from = instances[target].name.clone();
-            let log2 = Arc::clone(&log);
-            // measured after the schedule, from the events
+            // the failover time is measured after the schedule, from the events
             out.failovers_ms.push(t_fault);
-            let _ = (from, log2);
         }
         tokio::time::sleep(rng.ms(700, 2500)).await;
     }
@@ -839,6 +836,7 @@ async fn schedule(args: Arc<Args>, index: usize) -> Outcome {
     for t in fault_times {
         let before = events
             .iter()
+            .rev()
             .filter(|e| e.time <= t && e.instance != "node")
             .filter(|e| {
                 matches!(
@@ -849,7 +847,7 @@ async fn schedule(args: Arc<Args>, index: usize) -> Outcome {
                     }
                 )
             })
-            .last()
+            .next()
             .map(|e| e.instance.clone());
         if let Some(old) = before {
             if let Some(e) = events.iter().find(|e| {
