@@ -837,17 +837,17 @@ async fn schedule(args: Arc<Args>, index: usize) -> Outcome {
         let before = events
             .iter()
             .rev()
-            .filter(|e| e.time <= t && e.instance != "node")
-            .filter(|e| {
-                matches!(
-                    e.kind,
-                    Kind::Vote {
-                        vote: history::Vote::Ack,
-                        ..
-                    }
-                )
+            .find(|e| {
+                e.time <= t
+                    && e.instance != "node"
+                    && matches!(
+                        e.kind,
+                        Kind::Vote {
+                            vote: history::Vote::Ack,
+                            ..
+                        }
+                    )
             })
-            .next()
             .map(|e| e.instance.clone());
         if let Some(old) = before {
             if let Some(e) = events.iter().find(|e| {
