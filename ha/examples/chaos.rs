@@ -6,11 +6,12 @@
 //! through a TCP proxy of its own in this process (so an "etcd partition"
 //! of one instance is a proxy that goes silent), and three simulated
 //! clusters (ffsplit 4 nodes, lms 4 nodes, 2nodelms 2 nodes) whose nodes
-//! behave like corosync-qdevice 3.0.x: they try the instances in a fixed
-//! order (a name listing every instance), heartbeat, answer VOTE_INFO,
-//! drop a kept vote as qdevice does (ffsplit on disconnect; lms and
-//! 2nodelms keep an ACK until their membership changes or they reconnect)
-//! and send new lists when the schedule splits or heals their cluster.
+//! behave like corosync-qdevice 3.0.x: they try the instances in turn
+//! (a name listing every instance, each node in its own rotation),
+//! heartbeat, answer VOTE_INFO, drop a kept vote as qdevice does (ffsplit
+//! and lms on disconnect, 2nodelms only when its membership changes or it
+//! reconnects; see `keeps_vote`) and send new lists when the schedule
+//! splits or heals their cluster.
 //! Then it applies random faults: `kill -9` of an instance (restarted
 //! later), SIGSTOP of an instance for a while, an etcd partition of an
 //! instance, and cluster splits/heals. Every vote a node receives (reply or
@@ -681,13 +682,19 @@ async fn schedule(args: Arc<Args>, index: usize) -> Outcome {
                 members: all.clone(),
             });
             views.push(tx);
+            // every node tries the instances in its own order (a resolver
+            // that rotates its answers): the nodes of one cluster may
+            // start on different instances
+            let mut order = servers.clone();
+            let n = order.len();
+            order.rotate_left(id as usize % n);
             tasks.push(tokio::spawn(run_node(
                 NodeCfg {
                     cluster: name.into(),
                     algorithm: alg,
                     id,
                     config: all.clone(),
-                    servers: servers.clone(),
+                    servers: order,
                 },
                 Arc::clone(&log),
                 rx,
@@ -704,6 +711,12 @@ async fn schedule(args: Arc<Args>, index: usize) -> Outcome {
     let mut out = Outcome::default();
     // warm-up: a leader serves and the clusters vote
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    if args.control {
+        // three leaders: split every cluster at once
+        for c in &mut clusters {
+            c.set(true);
+        }
+    }
     let end = Instant::now() + Duration::from_secs(args.secs);
     let mut pending: Vec<(Instant, usize, &'static str)> = Vec::new();
     while Instant::now() < end {

@@ -31,6 +31,10 @@
 #   quorum    etcd loses its quorum: nobody serves, clusters stay quorate;
 #             recovery when etcd is back
 #   trust     kill -9 again with takeover = trust-expiry (figure only)
+#   chaos     the history checker over randomised fault schedules with the
+#             protocol client (ha/examples/chaos.rs, on this etcd; 200
+#             schedules by default: CHAOS_SCHEDULES, CHAOS_PARALLEL,
+#             CHAOS_SECS, CHAOS_SEED), plus its negative control
 #
 # Usage: acceptance.sh [SCENARIO...]  (default: all; setup/cleanup are
 # always done). Output: one "RESULT" line per scenario and a summary.
@@ -120,6 +124,7 @@ q_start() { # i [extra --ha KEY=VALUE...]
         --ha "floating_address=$(float_of a)/24@eth0,$(float_of b)/24@eth1,$(float_of c)/24@eth2" \
         "${extra[@]}" >> "$d/log" 2>&1 < /dev/null &
     echo $! > "$d/pid"
+    disown $! 2>/dev/null
 }
 
 q_pid() { local p; p=$(cat "$(qdir "$1")/pid" 2>/dev/null) || return 1; [ -d "/proc/$p" ] && echo "$p"; }
@@ -129,7 +134,6 @@ q_stop() { # i: SIGTERM (clean stop, resign), kill -9 after 10 s
     kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null
     while [ -d "/proc/$p" ] && [ $t -lt 100 ]; do sleep 0.1; t=$((t + 1)); done
     [ -d "/proc/$p" ] && kill -9 "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
     return 0
 }
 
@@ -147,6 +151,19 @@ wait_leader() { # timeout-s [not-this-one] -> prints the serving instance
     local t=0 max=$(($1 * 5)) l
     while [ $t -lt $max ]; do
         l=$(leader) && [ "$l" != "${2:-0}" ] && { echo "$l"; return 0; }
+        sleep 0.2; t=$((t + 1))
+    done
+    return 1
+}
+
+wait_new_term() { # timeout-s old-term -> prints the instance serving another term
+    local t=0 max=$(($1 * 5)) i
+    while [ $t -lt $max ]; do
+        for i in 1 2 3; do
+            local term
+            term=$(q_json "$i" | jq -r 'if .ha.serving then .ha.term else 0 end' 2>/dev/null)
+            [[ "$term" =~ ^[1-9][0-9]*$ ]] && [ "$term" != "$2" ] && { echo "$i"; return 0; }
+        done
         sleep 0.2; t=$((t + 1))
     done
     return 1
@@ -183,24 +200,39 @@ log_time() { # file pattern [after-epoch]: epoch seconds of the first matching l
 
 holds_float() { ip -n "$(qns "$1")" addr show dev eth0 2>/dev/null | grep -q "$(float_of a)/"; }
 
+quorate_count() { # cluster: how many of its nodes corosync reports quorate
+    local n q=0
+    for n in $(seq 1 "${CL_NODES[$1]}"); do
+        ip netns exec "$P$1-n$n" corosync-quorumtool -s 2>/dev/null | grep -q '^Quorate: *Yes' && q=$((q + 1))
+    done
+    echo $q
+}
+
+qdevice_vote() { # cluster node: what corosync-qdevice casts (ACK, NACK, no vote, unknown)
+    cl "$1" status --json 2>/dev/null | jq -r ".node_status[] | select(.node == $2) | .qdevice_vote" 2>/dev/null || echo unknown
+}
+
 all_quorate() { # every node of every cluster quorate
     local c
     for c in "${CLUSTERS[@]}"; do
-        [ "$(cl "$c" status --json 2>/dev/null | jq '[.[] | select(.quorate != true)] | length' 2>/dev/null)" = 0 ] || return 1
+        [ "$(quorate_count "$c")" = "${CL_NODES[$c]}" ] || return 1
     done
 }
 
 # samples quorum of every node every ~0.5 s until the file $1 appears;
-# writes "inquorate ..." lines to $2
+# writes one line per sample in which a cluster has a node not reported
+# quorate (inquorate or no answer) to $2, and counts samples in $2.n
 quorum_sampler() {
-    local stop=$1 out=$2 c
+    local stop=$1 out=$2 c q n=0
     : > "$out"
     while [ ! -e "$stop" ]; do
         for c in "${CLUSTERS[@]}"; do
-            cl "$c" status --json 2>/dev/null \
-                | jq -r --arg c "$c" '.[] | select(.quorate != true) | "inquorate cluster \($c) node \(.node // .nodeid // "?")"' >> "$out" 2>/dev/null
+            q=$(quorate_count "$c")
+            [ "$q" = "${CL_NODES[$c]}" ] || echo "+$(date +%s.%N) cluster $P$c: $q of ${CL_NODES[$c]} nodes quorate" >> "$out"
         done
-        sleep 0.5
+        n=$((n + 1))
+        echo "$n" > "$out.n"
+        sleep 0.2
     done
 }
 
@@ -276,7 +308,7 @@ scenario_ca() {
         -S "lock_file=$d/lock,local_socket_file=$d/sock,state_dir=off,tls_dir=$d/tls" \
         --ha "endpoints=$(etcd endpoints)" --ha group=$GROUP --ha name=q4 > "$d/log" 2>&1 || rc=$?
     if [ $rc = 7 ] && grep -q "uses the CA with SHA-256" "$d/log"; then
-        result PASS ca "an instance with another CA is refused (exit 7: $(grep -o 'group "acceptance" in etcd uses the CA[^:]*' "$d/log" | head -1))"
+        result PASS ca "an instance with another CA is refused: exit 7, \"group acceptance in etcd uses the CA with SHA-256 ...\""
     else
         result FAIL ca "expected exit 7 and the CA message, got exit $rc (see $d/log)"
     fi
@@ -335,6 +367,7 @@ kill_and_measure() { # name: kill -9 the leader, restart it 2 s later; sets KM_*
     KM_TEXT=""; KM_OK=no
     old=$(leader) || { KM_TEXT="no leader before the fault"; return; }
     wait_all_ack_on "$old" 60 || true
+    local old_term new_term; old_term=$(q_json "$old" | jq -r '.ha.term')
     touch "$BASE/sampler.run"; rm -f "$BASE/sampler.stop"
     quorum_sampler "$BASE/sampler.stop" "$BASE/inquorate-$1.txt" &
     local sampler=$!
@@ -342,16 +375,18 @@ kill_and_measure() { # name: kill -9 the leader, restart it 2 s later; sets KM_*
     kill -9 "$(q_pid "$old")"
     ( sleep 2; q_start "$old" ) &
     local restarter=$!
-    new=$(wait_leader 40 "$old") || { KM_TEXT="no other instance serves within 40 s"; touch "$BASE/sampler.stop"; wait $sampler $restarter; return; }
+    # the restarted instance may win the next term too
+    new=$(wait_new_term 40 "$old_term") || { KM_TEXT="no instance serves a new term within 40 s"; touch "$BASE/sampler.stop"; wait $sampler $restarter; return; }
+    new_term=$(q_json "$new" | jq -r '.ha.term')
     if wait_all_ack_on "$new" 90; then t_all=$(now); else t_all=""; fi
     wait $restarter
     t_new=$(log_time "$(qdir "$new")/log" "failover: this instance now serves" "$t0")
     sleep 2
     touch "$BASE/sampler.stop"; wait $sampler
-    local inq; inq=$(wc -l < "$BASE/inquorate-$1.txt")
-    if [ -n "$t_all" ] && [ -n "$t_new" ] && [ "$inq" = 0 ]; then KM_OK=yes; fi
+    local inq samples; inq=$(wc -l < "$BASE/inquorate-$1.txt"); samples=$(cat "$BASE/inquorate-$1.txt.n" 2>/dev/null || echo 0)
+    if [ -n "$t_all" ] && [ -n "$t_new" ] && [ "$inq" = 0 ] && [ "$samples" -gt 3 ]; then KM_OK=yes; fi
     KM_FAILOVER=${t_all:+$(since "$t0" "$t_all")}
-    KM_TEXT="kill -9 of leader q$old: q$new serves from +${t_new:+$(since "$t0" "$t_new")} s, all $ALL_NODES nodes vote ACK on q$new at +${KM_FAILOVER:-never} s; inquorate samples during the failover: $inq"
+    KM_TEXT="kill -9 of leader q$old (term $old_term): q$new (term $new_term) serves from +${t_new:+$(since "$t0" "$t_new")} s, all $ALL_NODES nodes vote ACK on q$new at +${KM_FAILOVER:-never} s; every node of every cluster quorate in all $samples samples taken during the failover (one every ~0.7 s; $inq samples with a node not quorate)"
 }
 
 scenario_kill() {
@@ -389,7 +424,8 @@ scenario_split() {
         result FAIL split "the split did not give the vote to partition A (nodes 1,2 / node 1) first"
         heal_all; return
     fi
-    log "split: A holds the vote in all three clusters; kill -9 of leader q$old"
+    local old_term; old_term=$(q_json "$old" | jq -r '.ha.term')
+    log "split: A holds the vote in all three clusters; kill -9 of leader q$old (term $old_term)"
     t0=$(now)
     kill -9 "$(q_pid "$old")"
     ( sleep 2; q_start "$old" ) &
@@ -398,29 +434,36 @@ scenario_split() {
     # side: no instance's last ACK/NACK to a B node is ACK; qdevice side:
     # no B node casts ACK); A must vote again
     local end; end=$(awk -v a="$t0" -v h=$HOLD_MS -v t=$TTL 'BEGIN{printf "%.0f", a + 2*t + h/1000 + 8}')
-    local bad="" a_back="" i j s b_ack
+    local bad="" a_back="" i j=0 s b_ack qsamples=0 ssamples=0 unknown=0
     : > "$BASE/split-samples.txt"
     while lt "$(now)" "$end"; do
         for i in 1 2 3; do
             s=$(q_json "$i") || continue
+            ssamples=$((ssamples + 1))
             b_ack=$(jq -r '.clusters[] | .name as $n | .nodes[] | select(.last_ack_nack == "ack")
                 | select(($n == "'$P'a" or $n == "'$P'b") and (.node_id == 3 or .node_id == 4)
                          or ($n == "'$P'c" and .node_id == 2)) | "\($n) node \(.node_id)"' <<< "$s")
             [ -n "$b_ack" ] && bad="$bad; q$i sent ACK to $b_ack at +$(since "$t0")"
         done
-        j=$((${j:-0} + 1))
-        if [ $((j % 10)) = 0 ]; then
+        j=$((j + 1))
+        if [ $((j % 5)) = 0 ]; then
             local c n v
-            for c in a b; do for n in 3 4; do
-                v=$(cl "$c" status --json 2>/dev/null | jq -r ".[] | select(.node == $n or .nodeid == $n) | .qdevice_vote" 2>/dev/null)
-                echo "+$(since "$t0") $c$n $v" >> "$BASE/split-samples.txt"
-                [ "$v" = ACK ] && bad="$bad; qdevice $P$c node $n casts ACK at +$(since "$t0")"
-            done; done
-            v=$(cl c status --json 2>/dev/null | jq -r '.[] | select(.node == 2 or .nodeid == 2) | .qdevice_vote' 2>/dev/null)
-            [ "$v" = ACK ] && bad="$bad; qdevice ${P}c node 2 casts ACK at +$(since "$t0")"
+            for c in a b c; do
+                for n in 3 4; do
+                    [ "$c" = c ] && { [ $n = 3 ] && n=2 || continue; }
+                    v=$(qdevice_vote "$c" "$n")
+                    echo "+$(since "$t0") $P$c node $n: $v" >> "$BASE/split-samples.txt"
+                    qsamples=$((qsamples + 1))
+                    case "$v" in
+                        ACK) bad="$bad; qdevice $P$c node $n casts ACK at +$(since "$t0")";;
+                        NACK|"no vote") ;;
+                        *) unknown=$((unknown + 1));;
+                    esac
+                done
+            done
         fi
         if [ -z "$a_back" ]; then
-            new=$(leader) && [ "$new" != "$old" ] \
+            new=$(leader) && [ "$(q_json "$new" | jq -r '.ha.term')" != "$old_term" ] \
                 && [ "$(q_json "$new" | jq '[.clusters[] | .name as $n | .nodes[] | select(.last_ack_nack == "ack")
                        | select(($n != "'$P'c" and (.node_id == 1 or .node_id == 2)) or ($n == "'$P'c" and .node_id == 1))] | length')" = 5 ] \
                 && a_back=$(now)
@@ -432,8 +475,10 @@ scenario_split() {
     cl a wait-ack 1,2 --timeout 5 >/dev/null 2>&1 || qa=no
     cl b wait-ack 1,2 --timeout 5 >/dev/null 2>&1 || qa=no
     cl c wait-ack 1 --timeout 5 >/dev/null 2>&1 || qa=no
+    # qdevice's own view must have been readable most of the time
+    [ $((unknown * 2)) -gt "$qsamples" ] && bad="$bad; $unknown of $qsamples qdevice samples unreadable"
     if [ -z "$bad" ] && [ -n "$a_back" ] && [ $qa = yes ]; then
-        result PASS split "failover during a split (ffsplit 1,2/3,4, lms 1,2/3,4, 2nodelms 1/2): partition A votes again on q$new at +$(since "$t0" "$a_back") s; B never got ACK from any instance nor cast one during $(since "$t0" "$end") s (restart hold $((HOLD_MS / 1000)) s)"
+        result PASS split "failover during a split (ffsplit 1,2/3,4, lms 1,2/3,4, 2nodelms 1/2): partition A votes again on q$new at +$(since "$t0" "$a_back") s; B never got ACK from any instance ($ssamples status samples) nor cast one ($qsamples qdevice samples of B nodes, none ACK) during $(since "$t0" "$end") s (restart hold $((HOLD_MS / 1000)) s)"
     else
         result FAIL split "A back: ${a_back:+$(since "$t0" "$a_back")}${a_back:-never}; qdevice A ACK at the end: $qa; B ACK:${bad:- none}"
     fi
@@ -489,6 +534,29 @@ scenario_trust() {
     fi
 }
 
+scenario_chaos() {
+    local bin=${CHAOS_BIN:-$ROOT/target/debug/examples/chaos}
+    if [ ! -x "$bin" ]; then
+        (cd "$ROOT" && cargo build -p qnetd-ha --example chaos >/dev/null 2>&1) || { result FAIL chaos "cannot build the chaos example"; return; }
+    fi
+    local seed=${CHAOS_SEED:-$(date +%s)} n=${CHAOS_SCHEDULES:-200} out rc=0
+    out=$("$bin" --qnetd "$QNETD" --etcd "$(etcd endpoints)" --schedules "$n" \
+        --parallel "${CHAOS_PARALLEL:-20}" --secs "${CHAOS_SECS:-6}" --seed "$seed" \
+        --dir "$BASE/chaos" 2>&1) || rc=$?
+    echo "$out" | sed 's/^/  /' >&2
+    local ctl_out ctl_rc=0
+    ctl_out=$("$bin" --qnetd "$QNETD" --etcd "$(etcd endpoints)" --schedules 10 --parallel 10 \
+        --secs 6 --seed "$seed" --control --dir "$BASE/chaos-control" 2>&1) || ctl_rc=$?
+    echo "$ctl_out" | tail -2 | sed 's/^/  /' >&2
+    [ -d "$BASE/chaos" ] && cp -r "$BASE/chaos" "$BASE-logs/chaos" 2>/dev/null
+    local summary; summary=$(echo "$out" | grep -E '^chaos: (faults|[0-9]+ (schedules|votes)|violations)' | sed 's/^chaos: //' | paste -sd ';' -)
+    if [ $rc = 0 ] && [ $ctl_rc = 0 ]; then
+        result PASS chaos "$summary; negative control (three independent leaders) found $(echo "$ctl_out" | grep -o 'violations: [0-9]*')"
+    else
+        result FAIL chaos "exit $rc (control $ctl_rc): $summary (events of failing schedules in $BASE-logs/chaos)"
+    fi
+}
+
 # ------------------------------------------------------------ main
 
 case "${1:-}" in
@@ -496,7 +564,7 @@ case "${1:-}" in
     -h|--help) sed -n '2,40p' "$0"; exit 0;;
 esac
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} = 0 ] && SCENARIOS=(ca cut etcdcut kill split quorum trust)
+[ ${#SCENARIOS[@]} = 0 ] && SCENARIOS=(ca cut etcdcut kill split quorum trust chaos)
 T_START=$(now)
 trap 'cleanup' EXIT
 setup
