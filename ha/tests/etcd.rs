@@ -167,13 +167,22 @@ async fn instance(group: &str, name: &str, ttl_s: u64) -> Instance {
     for m in members() {
         proxies.push(Proxy::start(target_of(&m)).await);
     }
-    let eps = proxies
+    let eps: Vec<String> = proxies
         .iter()
         .map(|p| format!("{}://{}", scheme(), p.addr))
         .collect();
-    let (handle, role) = Ha::start(config(group, name, eps, ttl_s))
-        .await
-        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    // a test that killed or cut members before may leave etcd recovering
+    // for a few seconds: retry while it does not answer (bounded)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (handle, role) = loop {
+        match Ha::start(config(group, name, eps.clone(), ttl_s)).await {
+            Ok(x) => break x,
+            Err(e) if e.is_unavailable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("start {name}: {e}"),
+        }
+    };
     Instance {
         name: name.into(),
         handle,
