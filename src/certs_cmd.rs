@@ -8,7 +8,9 @@
 //!   `corosync-qdevice-net-certutil -m` (no CSR round trip);
 //! * `show` prints subjects, validity and fingerprints;
 //! * `import-nss` takes the CA and server certificate of a corosync-qnetd
-//!   NSS database (see `compat/import_nss.rs`).
+//!   NSS database (see `compat/import_nss.rs`);
+//! * `export` / `import` move the material to the other instances of a
+//!   high-availability group (see `certs_bundle.rs`).
 //!
 //! The PKI itself is in the `qnetd-certs` crate.
 
@@ -101,6 +103,29 @@ enum CertsCommand {
         #[arg(long, default_value = crate::compat::import_nss::SERVER_NICKNAME)]
         server_nickname: String,
     },
+    /// Write the CA and server certificate with their keys to one bundle
+    /// file (mode 0600) for the other instances of an HA group.
+    Export {
+        /// TLS directory to export.
+        #[arg(long, default_value = DEFAULT_TLS_DIR)]
+        dir: PathBuf,
+        /// The bundle to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Install a bundle made by `qnetd certs export` (HA group instances
+    /// must share one CA and server certificate).
+    Import {
+        /// The bundle.
+        #[arg(long)]
+        from: PathBuf,
+        /// TLS directory to install into.
+        #[arg(long, default_value = DEFAULT_TLS_DIR)]
+        dir: PathBuf,
+        /// Replace a different CA or server certificate (kept as *.bak).
+        #[arg(long)]
+        force: bool,
+    },
     /// Show the certificates: subjects, expiry, fingerprints.
     Show {
         /// TLS directory.
@@ -129,6 +154,12 @@ pub fn run(args: CertsArgs) -> ExitCode {
             dir,
         } => client(&dir, &cluster, out, days),
         CertsCommand::Show { dir, files } => show(&dir, &files),
+        CertsCommand::Export { dir, out } => {
+            return bundle_result(crate::certs_bundle::export(&dir, &out))
+        }
+        CertsCommand::Import { from, dir, force } => {
+            return bundle_result(crate::certs_bundle::import(&from, &dir, force))
+        }
         CertsCommand::ImportNss {
             nssdb,
             dir,
@@ -150,6 +181,13 @@ pub fn run(args: CertsArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn bundle_result(r: Result<ExitCode, crate::certs_bundle::BundleError>) -> ExitCode {
+    r.unwrap_or_else(|e| {
+        eprintln!("qnetd certs: error: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 fn init(dir: &Path, days: u32) -> Result<ExitCode, CertError> {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod certs_bundle;
 mod certs_cmd;
 mod compat;
 mod daemon;

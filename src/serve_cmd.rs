@@ -65,6 +65,14 @@ pub(crate) struct ServeArgs {
     /// Advanced setting(s) key=value[,key=value...], as in corosync-qnetd -S.
     #[arg(short = 'S', value_name = "KEY=VALUE")]
     advanced: Vec<String>,
+    /// High availability: one [ha] setting KEY=VALUE (repeatable; the
+    /// value may hold commas, e.g. endpoints=https://a:2379,https://b:2379).
+    /// Keys: endpoints, group, name, tls_ca, tls_cert, tls_key, user,
+    /// password, password_file, lease_ttl, margin, takeover,
+    /// floating_address, interface, request_timeout, keepalive_interval,
+    /// poll_interval. See README "High availability".
+    #[arg(long = "ha", value_name = "KEY=VALUE")]
+    ha: Vec<String>,
 }
 
 fn port_arg(s: &str) -> Result<u16, SettingError> {
@@ -156,6 +164,10 @@ fn settings_from(
     for a in &args.advanced {
         warnings.extend(s.set_advanced_list(a)?);
     }
+    for a in &args.ha {
+        s.ha.set_pair(a)?;
+    }
+    s.ha.finish()?;
     s.validate()?;
     Ok((s, warnings))
 }
@@ -402,7 +414,21 @@ pub(crate) fn serve(args: ServeArgs, mode: ServeMode) -> ExitCode {
         let addr = server
             .local_addr()
             .map(|a| a.to_string())
-            .unwrap_or_else(|_| "?".into());
+            .unwrap_or_else(|_| {
+                format!(
+                    "{}:{} (only while leading)",
+                    settings.listen_address.as_deref().unwrap_or("*"),
+                    settings.port
+                )
+            });
+        if let Some(ha) = &server.ctx().ha {
+            info!(
+                group = %ha.group,
+                name = %ha.name,
+                endpoints = %ha.endpoints.join(","),
+                "high availability: member of an active/standby group; the client port is open only while this instance leads"
+            );
+        }
         info!(
             listen = %addr,
             tls = settings.tls.label(),
@@ -422,7 +448,12 @@ pub(crate) fn serve(args: ServeArgs, mode: ServeMode) -> ExitCode {
         tokio::spawn(signals);
         tokio::spawn(reload_on_sighup(server.ctx()));
         start.ready();
+        let ctx = server.ctx();
         server.run(shutdown).await;
+        if let Some((code, message)) = ctx.fatal() {
+            error!("qnetd stopped: {message}");
+            return ExitCode::from(code);
+        }
         info!("qnetd stopped");
         ExitCode::SUCCESS
     })

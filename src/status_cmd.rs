@@ -224,6 +224,43 @@ fn print_nodes(c: &ClusterStatus) {
     print_table(&rows);
 }
 
+/// The high-availability lines: role, leader, lease.
+fn print_ha(ha: &qnetd_core::status::HaStatus) {
+    let role = match ha.role.as_str() {
+        "leader" if ha.serving => format!(
+            "LEADER (term {}), serving; lease {:.1} s left unless renewed",
+            ha.term,
+            ha.lease_remaining_ms as f64 / 1000.0
+        ),
+        "leader" => format!("leader (term {}), not serving yet", ha.term),
+        "taking_over" => format!(
+            "taking over (term {}): serves in {:.1} s, once the previous leader's lease must have expired",
+            ha.term,
+            ha.takeover_remaining_ms as f64 / 1000.0
+        ),
+        "standby" if ha.leader.is_empty() => "standby (no leader right now)".to_string(),
+        "standby" => format!("standby; leader: {}", ha.leader),
+        "no_quorum" => format!(
+            "NO QUORUM: etcd has not answered for {} s; no instance serves (clusters keep their own quorum)",
+            ha.no_quorum_seconds
+        ),
+        other => other.to_string(),
+    };
+    println!("HA group {} as {}: {role}", ha.group, ha.name);
+    if !ha.floating_addresses.is_empty() {
+        println!(
+            "  floating addresses held: {}",
+            ha.floating_addresses.join(", ")
+        );
+    }
+    println!(
+        "  etcd {}: {} failed requests; became leader {} times",
+        ha.endpoints.join(","),
+        ha.etcd_errors,
+        ha.leader_changes
+    );
+}
+
 fn print_human(st: &ServerStatus, args: &StatusArgs) {
     let tls = match st.tls.as_str() {
         "off" => "off".to_string(),
@@ -261,6 +298,9 @@ fn print_human(st: &ServerStatus, args: &StatusArgs) {
             "TLS {} certificate {}: {} days left{warn}",
             c.role, c.subject, c.days_left
         );
+    }
+    if let Some(ha) = &st.ha {
+        print_ha(ha);
     }
     if !st.state_file.is_empty() {
         let hold = if st.restart_hold_remaining_ms > 0 {

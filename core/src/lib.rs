@@ -14,6 +14,7 @@
 //! - [`close`]: why a connection ends (typed);
 //! - [`telemetry`]: names of the Prometheus series;
 //! - [`config`]: settings from the command line and the TOML file;
+//! - [`ha_settings`]: the `[ha]` settings of an active/standby group;
 //! - [`sys`]: raising the open-files limit.
 //!
 //! The decision algorithms themselves are the crate `qnetd-algorithms`.
@@ -22,6 +23,7 @@ pub mod arbiter;
 pub mod close;
 pub mod config;
 pub mod framing;
+pub mod ha_settings;
 pub mod mailbox;
 pub mod memory;
 pub mod session;

@@ -38,6 +38,8 @@ pub enum Delivery {
 struct Inner {
     queue: VecDeque<Delivery>,
     kicked: Option<CloseReason>,
+    /// Something outside the queue changed (held output may go out).
+    nudged: bool,
     waker: Option<Waker>,
 }
 
@@ -92,11 +94,24 @@ impl Mailbox {
         }
     }
 
-    /// Ready when deliveries are waiting or the session was kicked; else
-    /// registers the task's waker.
+    /// Wakes the session without a delivery (the vote memory became
+    /// durable: output it held back may go out).
+    pub fn nudge(&self) {
+        let waker = {
+            let mut inner = self.lock();
+            inner.nudged = true;
+            inner.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Ready when deliveries are waiting, the session was kicked or
+    /// nudged; else registers the task's waker.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut inner = self.lock();
-        if !inner.queue.is_empty() || inner.kicked.is_some() {
+        if !inner.queue.is_empty() || inner.kicked.is_some() || inner.nudged {
             return Poll::Ready(());
         }
         match &inner.waker {
@@ -109,6 +124,7 @@ impl Mailbox {
     /// Takes every waiting delivery (in order) and the kick, if any.
     pub(crate) fn take(&self) -> (VecDeque<Delivery>, Option<CloseReason>) {
         let mut inner = self.lock();
+        inner.nudged = false;
         let queue = if inner.queue.is_empty() {
             VecDeque::new()
         } else {

@@ -9,17 +9,29 @@
 //! snapshot with [`VoteMemory::encode`] and writes it. A cluster's first
 //! client after a restart seeds the algorithm from [`VoteMemory::seed`].
 //! The snapshot format is the protobuf `qnetd/state.proto`.
+//!
+//! Write-ahead (high availability, [`VoteMemory::set_write_ahead`]): a
+//! failover must never lose a holder that already got its ACK, so each
+//! changed holder gets a version, the store's writer takes the changes
+//! ([`VoteMemory::take_changed`]) and reports them durable
+//! ([`VoteMemory::mark_durable`]); until then a session holds back every
+//! ACK of that cluster ([`VoteMemory::pending_version`],
+//! [`VoteMemory::wait_durable`]: its mailbox is nudged once the version is
+//! durable). Without write-ahead (a single server and its state file)
+//! nothing waits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use qnetd_algorithms::{AlgorithmKind, NodeId, RestoredVote, RingId};
 use qnetd_proto::state::{DecisionSnapshot, HeldVote};
 use qnetd_proto::Message as _;
+
+use crate::mailbox::Mailbox;
 
 /// The snapshot format this build writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -154,6 +166,14 @@ pub fn encode_snapshot(holders: &Holders, now_unix_ms: u64) -> Vec<u8> {
 struct Inner {
     holders: Holders,
     waker: Option<Waker>,
+    /// Write-ahead: the last version given to a change.
+    version: u64,
+    /// Write-ahead: clusters changed since the last `take_changed`.
+    changed: HashSet<Vec<u8>>,
+    /// Write-ahead: each cluster's newest change not yet durable.
+    pending: HashMap<Vec<u8>, u64>,
+    /// Write-ahead: sessions waiting for a version to be durable.
+    waiters: Vec<(u64, Arc<Mailbox>)>,
 }
 
 /// The remembered vote holders of every cluster (see the module
@@ -162,10 +182,14 @@ struct Inner {
 pub struct VoteMemory {
     inner: Mutex<Inner>,
     /// Until when (server clock, ms) the restart hold applies.
-    hold_until_ms: u64,
+    hold_until_ms: AtomicU64,
     /// Where the memory is kept, for status output (`None`: RAM only).
-    location: Option<String>,
+    location: Mutex<Option<String>>,
     dirty: AtomicBool,
+    /// Whether ACKs wait until their cluster's holder is durable.
+    write_ahead: AtomicBool,
+    /// Every version up to this one is durable.
+    durable: AtomicU64,
 }
 
 impl Default for VoteMemory {
@@ -187,11 +211,13 @@ impl VoteMemory {
         VoteMemory {
             inner: Mutex::new(Inner {
                 holders,
-                waker: None,
+                ..Inner::default()
             }),
-            hold_until_ms,
-            location,
+            hold_until_ms: AtomicU64::new(hold_until_ms),
+            location: Mutex::new(location),
             dirty: AtomicBool::new(false),
+            write_ahead: AtomicBool::new(false),
+            durable: AtomicU64::new(0),
         }
     }
 
@@ -219,7 +245,7 @@ impl VoteMemory {
         let h = self.holder(cluster)?;
         (h.algorithm == algorithm).then_some(RestoredVote {
             members: h.members,
-            hold_until_ms: self.hold_until_ms,
+            hold_until_ms: self.hold_until_ms(),
         })
     }
 
@@ -264,6 +290,12 @@ impl VoteMemory {
                     seen_unix_ms: now_unix_ms,
                 },
             );
+            if self.write_ahead.load(Ordering::Acquire) {
+                inner.version += 1;
+                let v = inner.version;
+                inner.pending.insert(cluster.to_vec(), v);
+                inner.changed.insert(cluster.to_vec());
+            }
             self.dirty.store(true, Ordering::Release);
             inner.waker.take()
         };
@@ -308,13 +340,125 @@ impl VoteMemory {
     }
 
     /// Where the memory is kept (status), if anywhere but RAM.
-    pub fn location(&self) -> Option<&str> {
-        self.location.as_deref()
+    pub fn location(&self) -> Option<String> {
+        self.location
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Until when (server clock, ms) the restart hold applies.
     pub fn hold_until_ms(&self) -> u64 {
-        self.hold_until_ms
+        self.hold_until_ms.load(Ordering::Acquire)
+    }
+
+    /// Turns write-ahead on or off (see the module documentation), and
+    /// names where the memory is kept (status).
+    pub fn set_write_ahead(&self, on: bool, location: Option<String>) {
+        self.write_ahead.store(on, Ordering::Release);
+        *self.location.lock().unwrap_or_else(|e| e.into_inner()) = location;
+    }
+
+    /// Replaces every holder (a new leadership term read them from the
+    /// group's store) and restarts the hold until `hold_until_ms` (server
+    /// clock). Forgets changes not yet durable (they belonged to an earlier
+    /// term, whose clients are gone) and wakes their waiters.
+    pub fn reset(&self, holders: Holders, hold_until_ms: u64) {
+        let waiters = {
+            let mut inner = self.lock();
+            inner.holders = holders;
+            inner.changed.clear();
+            inner.pending.clear();
+            self.durable.store(inner.version, Ordering::Release);
+            self.dirty.store(false, Ordering::Release);
+            std::mem::take(&mut inner.waiters)
+        };
+        self.hold_until_ms.store(hold_until_ms, Ordering::Release);
+        for (_, m) in waiters {
+            m.nudge();
+        }
+    }
+
+    /// Write-ahead: the holders changed since the last call (as their
+    /// protobuf records, their cluster names) and the version they reach.
+    /// Clears the dirty mark. Nothing without write-ahead.
+    pub fn take_changed(&self) -> (Vec<HeldVote>, Vec<Vec<u8>>, u64) {
+        let mut inner = self.lock();
+        self.dirty.store(false, Ordering::Release);
+        let names: Vec<Vec<u8>> = inner.changed.drain().collect();
+        let records = names
+            .iter()
+            .filter_map(|n| inner.holders.get(n).map(|h| holder_to_proto(n, h)))
+            .collect();
+        (records, names, inner.version)
+    }
+
+    /// Write-ahead: a save of `names` failed; they are taken again next time.
+    pub fn requeue(&self, names: Vec<Vec<u8>>) {
+        let mut inner = self.lock();
+        inner.changed.extend(names);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Write-ahead: every change up to `version` is durable; wakes the
+    /// sessions that waited for it.
+    pub fn mark_durable(&self, version: u64) {
+        let ready: Vec<Arc<Mailbox>> = {
+            let mut inner = self.lock();
+            if self.durable.load(Ordering::Acquire) < version {
+                self.durable.store(version, Ordering::Release);
+            }
+            inner.pending.retain(|_, v| *v > version);
+            let (ready, waiting): (Vec<_>, Vec<_>) =
+                inner.waiters.drain(..).partition(|(v, _)| *v <= version);
+            inner.waiters = waiting;
+            ready.into_iter().map(|(_, m)| m).collect()
+        };
+        for m in ready {
+            m.nudge();
+        }
+    }
+
+    /// Write-ahead: the version of `cluster`'s holder change that is not
+    /// durable yet (`None`: nothing to wait for).
+    pub fn pending_version(&self, cluster: &[u8]) -> Option<u64> {
+        if !self.write_ahead.load(Ordering::Acquire) {
+            return None;
+        }
+        let v = *self.lock().pending.get(cluster)?;
+        (v > self.durable.load(Ordering::Acquire)).then_some(v)
+    }
+
+    /// Whether every change up to `version` is durable.
+    pub fn is_durable(&self, version: u64) -> bool {
+        self.durable.load(Ordering::Acquire) >= version
+    }
+
+    /// Nudges `mailbox` once `version` is durable (at once if it already is).
+    pub fn wait_durable(&self, version: u64, mailbox: &Arc<Mailbox>) {
+        {
+            let mut inner = self.lock();
+            if !self.is_durable(version) {
+                inner.waiters.push((version, Arc::clone(mailbox)));
+                return;
+            }
+        }
+        mailbox.nudge();
+    }
+
+    /// Every holder as its protobuf record, marking the `present` clusters
+    /// as seen at `now_unix_ms` (the store's periodic refresh).
+    pub fn records(&self, present: &[Vec<u8>], now_unix_ms: u64) -> Vec<HeldVote> {
+        let mut inner = self.lock();
+        for name in present {
+            if let Some(h) = inner.holders.get_mut(name) {
+                h.seen_unix_ms = now_unix_ms;
+            }
+        }
+        present
+            .iter()
+            .filter_map(|n| inner.holders.get(n).map(|h| holder_to_proto(n, h)))
+            .collect()
     }
 }
 
@@ -382,5 +526,46 @@ mod tests {
         );
         assert_eq!(m.seed(b"c", AlgorithmKind::Lms), None);
         assert_eq!(m.seed(b"other", AlgorithmKind::Ffsplit), None);
+    }
+
+    #[test]
+    fn write_ahead_versions_changes_until_they_are_durable() {
+        let m = VoteMemory::in_memory();
+        let mailbox = Arc::new(Mailbox::new(4));
+        m.record(b"a", AlgorithmKind::Lms, RingId::new(1, 1), &[1], 10);
+        assert_eq!(m.pending_version(b"a"), None, "no write-ahead: no wait");
+        m.set_write_ahead(true, Some("etcd".into()));
+        m.record(b"a", AlgorithmKind::Lms, RingId::new(1, 2), &[1, 2], 20);
+        m.record(b"b", AlgorithmKind::Lms, RingId::new(3, 2), &[3], 20);
+        let va = m.pending_version(b"a").expect("a waits");
+        m.wait_durable(va, &mailbox);
+        let (records, names, version) = m.take_changed();
+        assert_eq!(records.len(), 2);
+        assert_eq!(names.len(), 2);
+        assert!(!m.is_dirty());
+        // a change after the take is not covered by its version
+        m.record(b"a", AlgorithmKind::Lms, RingId::new(1, 3), &[1], 30);
+        m.mark_durable(version);
+        assert!(!mailbox.is_empty() || mailbox_ready(&mailbox), "nudged");
+        assert_eq!(m.pending_version(b"b"), None);
+        assert!(m.pending_version(b"a").is_some(), "the newer change waits");
+        let (records, _, v2) = m.take_changed();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].ring_seq, 3);
+        m.mark_durable(v2);
+        assert_eq!(m.pending_version(b"a"), None);
+        // a new term replaces everything and restarts the hold
+        let mut h = Holders::new();
+        h.insert(b"z".to_vec(), holder(&[9], 5));
+        m.reset(h, 12_345);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.hold_until_ms(), 12_345);
+        assert_eq!(m.location().as_deref(), Some("etcd"));
+    }
+
+    fn mailbox_ready(m: &Mailbox) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        m.poll_ready(&mut cx).is_ready()
     }
 }

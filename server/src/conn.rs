@@ -29,8 +29,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -101,12 +100,14 @@ struct Conn {
 
 /// The live connections of one listener, so that a shutdown can close
 /// them all: each registers its mailbox, and [`Connections::close_all`]
-/// kicks every one with [`CloseReason::ServerShutdown`]. Cheaper per
+/// kicks every one with the shutdown's reason ([`CloseReason::ServerShutdown`],
+/// or the end of a high-availability lease). Cheaper per
 /// connection than a shutdown future each (a slot of 8 bytes).
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     slots: Mutex<Slots>,
-    closing: AtomicBool,
+    /// Set by [`Connections::close_all`]: why every connection closes.
+    closing: OnceLock<CloseReason>,
 }
 
 #[derive(Debug, Default)]
@@ -140,15 +141,16 @@ impl Connections {
         }
     }
 
-    /// Whether [`Connections::close_all`] was called.
-    fn closing(&self) -> bool {
-        self.closing.load(Ordering::Acquire)
+    /// Why every connection closes, once [`Connections::close_all`] was
+    /// called.
+    fn closing(&self) -> Option<&CloseReason> {
+        self.closing.get()
     }
 
     /// Asks every connection, and every one registering from now on, to
-    /// close for the server's shutdown.
-    pub(crate) fn close_all(&self) {
-        self.closing.store(true, Ordering::Release);
+    /// close for `reason` (the server's shutdown, or the lease's end).
+    pub(crate) fn close_all(&self, reason: CloseReason) {
+        let reason = self.closing.get_or_init(|| reason).clone();
         let mailboxes: Vec<Arc<Mailbox>> = self
             .lock()
             .live
@@ -157,7 +159,7 @@ impl Connections {
             .filter_map(Weak::upgrade)
             .collect();
         for m in mailboxes {
-            m.kick(CloseReason::ServerShutdown);
+            m.kick(reason.clone());
         }
     }
 }
@@ -191,8 +193,8 @@ pub(crate) fn serve(
     let mut session = Session::new(Arc::clone(&ctx.arbiter), addr, Instant::now());
     let registration = connections.register(session.mailbox());
     // Registered after the shutdown's sweep: close at once.
-    if connections.closing() {
-        session.close(CloseReason::ServerShutdown);
+    if let Some(reason) = connections.closing() {
+        session.close(reason.clone());
     }
     drop(connections);
     let frames = FrameReader::new(ctx.arbiter.settings.max_client_receive_size);
@@ -522,9 +524,13 @@ impl Conn {
     /// is going down), end TLS with close_notify, and shut the socket
     /// down, each within [`CLOSE_GRACE`].
     async fn close(&mut self) {
-        let server_down = self.session.poll_close() == Some(&CloseReason::ServerShutdown);
+        let server_down = self
+            .session
+            .poll_close()
+            .is_some_and(CloseReason::server_going_down);
         if server_down {
-            // Nothing queued is meant to go out any more.
+            // Nothing queued is meant to go out any more (after a lease
+            // ended, a queued ACK must not outlive it).
             let mut dropped = Vec::new();
             self.session.poll_transmit(&mut dropped);
         } else {

@@ -13,6 +13,7 @@ use qnetd_core::status::{self, ServerFacts, ServerStatus};
 use qnetd_core::telemetry;
 use tracing::warn;
 
+use crate::ha::HaShared;
 use crate::handshake::HandshakePool;
 use crate::tls::TlsContext;
 
@@ -37,6 +38,10 @@ pub struct ServerCtx {
     pub state_problem: Option<String>,
     /// The TLS handshake workers and the accept loop's pacing.
     pub handshakes: HandshakePool,
+    /// High availability: the group this instance belongs to, if any.
+    pub ha: Option<Arc<HaShared>>,
+    /// Why the server stopped on its own (exit code and message), if it did.
+    fatal: Mutex<Option<(u8, String)>>,
 }
 
 impl ServerCtx {
@@ -58,7 +63,26 @@ impl ServerCtx {
             closed_since_trim: AtomicUsize::new(0),
             state_problem: None,
             handshakes: HandshakePool::for_this_machine(),
+            ha: None,
+            fatal: Mutex::new(None),
         }
+    }
+
+    /// The same context as a member of a high-availability group.
+    pub fn with_ha(mut self, ha: Arc<HaShared>) -> ServerCtx {
+        self.ha = Some(ha);
+        self
+    }
+
+    /// Records why the server stops on its own (the exit code to use).
+    pub fn set_fatal(&self, code: u8, message: String) {
+        let mut f = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
+        f.get_or_insert((code, message));
+    }
+
+    /// Why the server stopped on its own, if it did.
+    pub fn fatal(&self) -> Option<(u8, String)> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The facts only the server knows, for the status model.
@@ -73,6 +97,7 @@ impl ServerCtx {
             refused_max_clients: self.refused.max_clients.load(Ordering::Relaxed),
             refused_per_address: self.refused.per_address.load(Ordering::Relaxed),
             state_problem: self.state_problem.clone(),
+            ha: self.ha.as_ref().map(|h| h.status(Instant::now())),
         }
     }
 

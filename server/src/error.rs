@@ -34,6 +34,10 @@ pub enum StartError {
         addr: SocketAddr,
         error: std::io::Error,
     },
+    /// High availability: the group cannot be set up or refuses this
+    /// instance (`code`: 2 settings, 5 CA unreadable, 7 refused by the
+    /// group: other CA, etcd credentials or TLS files).
+    Ha { problem: String, code: u8 },
 }
 
 /// What went wrong with the admin socket.
@@ -51,13 +55,14 @@ pub enum AdminSocketProblem {
 
 impl StartError {
     /// The process exit code: 4 client port, 5 TLS material, 6 admin socket
-    /// or metrics port (2 and 3, configuration and lock file, are the
-    /// binary's own).
+    /// or metrics port, 7 refused by the HA group (2 and 3, configuration
+    /// and lock file, are the binary's own; an HA setting error is 2 too).
     pub fn exit_code(&self) -> u8 {
         match self {
             StartError::Resolve { .. } | StartError::NoAddress | StartError::Listen { .. } => 4,
             StartError::Tls(_) => 5,
             StartError::Admin { .. } | StartError::Metrics { .. } => 6,
+            StartError::Ha { code, .. } => *code,
         }
     }
 }
@@ -97,6 +102,7 @@ impl fmt::Display for StartError {
                 f,
                 "cannot listen for metrics on {addr}: {error} (choose another --metrics-listen, or 'off')"
             ),
+            StartError::Ha { problem, .. } => write!(f, "high availability: {problem}"),
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - [`admin`]: the corosync-qnetd-tool compatible admin socket;
 //! - [`metrics`]: the Prometheus exporter and `/metrics`;
 //! - [`persist`]: the state file of the vote memory;
+//! - [`ha`]: high availability: follows this instance's role in its group
+//!   on etcd (listens, loads and stores the vote memory only as leader);
 //! - [`ctx`]: what the tasks share (the core's `Arbiter`, TLS, limits);
 //! - [`error`]: why the server could not start, with exit codes.
 
@@ -18,6 +20,7 @@ pub mod admin;
 mod conn;
 pub mod ctx;
 pub mod error;
+pub mod ha;
 pub mod handshake;
 pub mod listener;
 pub mod metrics;

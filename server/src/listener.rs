@@ -35,6 +35,13 @@ pub fn effective_max_clients(configured: usize, nofile: u64) -> usize {
 
 /// Binds the client port as configured (`-l`, `-p`, `-4`/`-6`, backlog).
 pub async fn bind(s: &Settings) -> Result<TcpListener, StartError> {
+    bind_opts(s, false).await
+}
+
+/// [`bind`]; with `freebind`, the address need not exist yet (IP_FREEBIND:
+/// a high-availability leader listens on its floating address before it
+/// adds it).
+pub async fn bind_opts(s: &Settings, freebind: bool) -> Result<TcpListener, StartError> {
     let candidates: Vec<SocketAddr> = match &s.listen_address {
         None => match s.address_family {
             AddressFamily::Ipv4 => vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), s.port)],
@@ -59,7 +66,7 @@ pub async fn bind(s: &Settings) -> Result<TcpListener, StartError> {
     };
     let mut last_err = None;
     for addr in candidates {
-        match bind_one(addr, s.listen_backlog) {
+        match bind_one(addr, s.listen_backlog, freebind) {
             Ok(l) => return Ok(l),
             Err(error) => last_err = Some(StartError::Listen { addr, error }),
         }
@@ -67,10 +74,27 @@ pub async fn bind(s: &Settings) -> Result<TcpListener, StartError> {
     Err(last_err.unwrap_or(StartError::NoAddress))
 }
 
-fn bind_one(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+fn bind_one(addr: SocketAddr, backlog: u32, freebind: bool) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if freebind {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt on our own socket with a c_int option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_FREEBIND,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         socket.set_only_v6(false)?;
     }
@@ -117,7 +141,7 @@ pub async fn run(listener: TcpListener, ctx: Arc<ServerCtx>, shutdown: Shutdown)
     }
     drop(listener);
     trim.abort();
-    connections.close_all();
+    connections.close_all(shutdown.close_reason());
     info!(
         clients = ctx.arbiter.connections(),
         "shutting down: disconnecting all clients"

@@ -170,6 +170,9 @@ pub fn render_state(st: &ServerStatus) -> String {
             );
         }
     }
+    if let Some(ha) = &st.ha {
+        render_ha(&mut o, ha);
+    }
     if !st.certificates.is_empty() {
         let _ = writeln!(o, "# HELP qnetd_tls_certificate_expiry_timestamp_seconds When a certificate of the TLS directory expires (Unix time)");
         let _ = writeln!(
@@ -187,6 +190,63 @@ pub fn render_state(st: &ServerStatus) -> String {
         }
     }
     o
+}
+
+/// The series of a high-availability group member (docs/ha.md).
+fn render_ha(o: &mut String, ha: &qnetd_core::status::HaStatus) {
+    let group = escape(&ha.group);
+    let _ = writeln!(
+        o,
+        "# HELP qnetd_ha_role This instance's role in its HA group (1 for the current role)"
+    );
+    let _ = writeln!(o, "# TYPE qnetd_ha_role gauge");
+    for role in ["starting", "standby", "taking_over", "leader", "no_quorum"] {
+        let _ = writeln!(
+            o,
+            "qnetd_ha_role{{group=\"{group}\",role=\"{role}\"}} {}",
+            u8::from(ha.role == role)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP qnetd_ha_serving Whether this instance serves clients now (listens and votes)"
+    );
+    let _ = writeln!(o, "# TYPE qnetd_ha_serving gauge");
+    let _ = writeln!(
+        o,
+        "qnetd_ha_serving{{group=\"{group}\"}} {}",
+        u8::from(ha.serving)
+    );
+    let _ = writeln!(
+        o,
+        "# HELP qnetd_ha_leader_changes_total Times this instance became the serving leader"
+    );
+    let _ = writeln!(o, "# TYPE qnetd_ha_leader_changes_total counter");
+    let _ = writeln!(
+        o,
+        "qnetd_ha_leader_changes_total{{group=\"{group}\"}} {}",
+        ha.leader_changes
+    );
+    let _ = writeln!(
+        o,
+        "# HELP qnetd_ha_etcd_errors_total etcd requests that failed"
+    );
+    let _ = writeln!(o, "# TYPE qnetd_ha_etcd_errors_total counter");
+    let _ = writeln!(
+        o,
+        "qnetd_ha_etcd_errors_total{{group=\"{group}\"}} {}",
+        ha.etcd_errors
+    );
+    let _ = writeln!(
+        o,
+        "# HELP qnetd_ha_lease_remaining_seconds Leader: time until it stops serving unless its lease is renewed"
+    );
+    let _ = writeln!(o, "# TYPE qnetd_ha_lease_remaining_seconds gauge");
+    let _ = writeln!(
+        o,
+        "qnetd_ha_lease_remaining_seconds{{group=\"{group}\"}} {:.3}",
+        ha.lease_remaining_ms as f64 / 1000.0
+    );
 }
 
 /// The whole /metrics body.

@@ -61,6 +61,10 @@ pub enum SettingError {
     CoefficientTooLarge { coefficient: f64 },
     /// The listen address is of the family `-4`/`-6` excludes.
     FamilyMismatch { address: String, ipv6: bool },
+    /// A high-availability setting (`[ha]`) is invalid.
+    Ha { key: String, problem: String },
+    /// A key of `[ha]` qnetd does not know.
+    HaUnknownKey { key: String },
 }
 
 impl fmt::Display for SettingError {
@@ -92,7 +96,7 @@ impl fmt::Display for SettingError {
             ),
             SettingError::UnknownKey { key } => write!(
                 f,
-                "unknown key '{key}' (known: listen_address, port, address_family, tls, client_cert_required, max_clients, debug, [advanced])"
+                "unknown key '{key}' (known: listen_address, port, address_family, tls, client_cert_required, max_clients, debug, [advanced], [ha])"
             ),
             SettingError::WrongType { key, expected } => write!(f, "{key}: expected {expected}"),
             SettingError::Toml { detail } => write!(f, "{detail}"),
@@ -126,6 +130,12 @@ impl fmt::Display for SettingError {
             SettingError::FamilyMismatch { address, ipv6: false } => write!(
                 f,
                 "listen address {address} is IPv4 but -6 (IPv6 only) was given"
+            ),
+            SettingError::Ha { key, problem } => write!(f, "[ha] {key}: {problem}"),
+            SettingError::HaUnknownKey { key } => write!(
+                f,
+                "unknown [ha] key '{key}' (known: {})",
+                crate::ha_settings::HA_KEYS.join(", ")
             ),
         }
     }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 mod error;
+pub use crate::ha_settings::{FloatingSpec, HaSettings, Takeover};
 
 /// TLS mode (`-s`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +112,9 @@ pub struct Settings {
     pub restart_vote_hold: u32,
     /// Snapshot entries older than this (s) are ignored at start.
     pub state_max_age: u32,
+    /// High availability (`[ha]`, `--ha`, `-S ha.KEY=VALUE`); off unless
+    /// its endpoints are set.
+    pub ha: HaSettings,
 }
 
 /// Where the decision snapshot lives by default.
@@ -165,6 +169,7 @@ impl Default for Settings {
             state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
             restart_vote_hold: 30_000,
             state_max_age: 86_400,
+            ha: HaSettings::default(),
         }
     }
 }
@@ -319,6 +324,7 @@ impl Settings {
             }
             "restart_vote_hold" => self.restart_vote_hold = parse_int(&k, value, 0, 3_600_000)?,
             "state_max_age" => self.state_max_age = parse_int(&k, value, 1, 31_536_000)?,
+            ha if ha.starts_with("ha.") => self.ha.set(&ha[3..], value)?,
             _ => return Err(SettingError::UnknownAdvanced { key: key.into() }),
         }
         Ok(None)
@@ -461,6 +467,10 @@ impl Settings {
                             warnings.push(w);
                         }
                     }
+                }
+                "ha" => {
+                    let t = value.as_table().ok_or_else(|| wrong("a table"))?;
+                    self.ha.apply_toml(t)?;
                 }
                 other => return Err(SettingError::UnknownKey { key: other.into() }),
             }

@@ -151,6 +151,19 @@ impl Deadlines {
     }
 }
 
+/// Output held back until the vote memory is durable (high availability's
+/// write-ahead: an ACK for a new vote holder leaves only once the holder is
+/// stored, and everything queued after it waits behind it, in order).
+struct HeldOutput {
+    /// The memory version that must be durable.
+    version: u64,
+    bytes: Vec<u8>,
+    count: usize,
+    /// Whether an ACK is among the held messages (checked against the
+    /// lease again when they are released).
+    has_ack: bool,
+}
+
 /// One client connection's protocol state (see the module documentation).
 pub struct Session {
     arbiter: Arc<Arbiter>,
@@ -171,6 +184,8 @@ pub struct Session {
     transmit: Vec<u8>,
     /// Messages in `transmit`.
     transmit_count: usize,
+    /// Output waiting for the vote memory (write-ahead), if any.
+    held: Option<HeldOutput>,
     start_tls: bool,
     close: Option<CloseReason>,
     /// An algorithm ran for the last frame (decision-latency histogram).
@@ -203,6 +218,7 @@ impl Session {
             deadlines,
             transmit: Vec::new(),
             transmit_count: 0,
+            held: None,
             start_tls: false,
             close: None,
             algorithm_ran: false,
@@ -262,6 +278,7 @@ impl Session {
     /// Takes what the cluster decided for this client (and a kick, if the
     /// client was disconnected by another session's overflow check).
     pub fn handle_mailbox(&mut self, now: Instant) {
+        self.release_held(now);
         let (deliveries, kicked) = self.mailbox.take();
         for d in deliveries {
             self.handle_delivery(d, now);
@@ -480,12 +497,56 @@ impl Session {
 
     /// High availability: an ACK may only go out while this instance's
     /// lease is certainly valid; otherwise the connection closes instead.
+    /// With write-ahead, an ACK whose cluster's holder is not durable yet
+    /// is held back (with everything after it) until it is.
     fn may_send_vote(&mut self, vote: Vote, now: Instant) -> bool {
-        if vote == Vote::Ack && !self.arbiter.may_grant(now) {
+        if vote != Vote::Ack {
+            return true;
+        }
+        if !self.arbiter.may_grant(now) {
             self.close(CloseReason::LeaseExpired);
             return false;
         }
+        let memory = self.arbiter.memory();
+        let pending = self
+            .cluster_name
+            .as_deref()
+            .and_then(|c| memory.pending_version(c));
+        if let Some(v) = pending {
+            let held = self.held.get_or_insert_with(|| HeldOutput {
+                version: 0,
+                bytes: Vec::new(),
+                count: 0,
+                has_ack: false,
+            });
+            held.version = held.version.max(v);
+            memory.wait_durable(v, &self.mailbox);
+        }
+        if let Some(held) = &mut self.held {
+            held.has_ack = true;
+        }
         true
+    }
+
+    /// Moves held output to the transmit buffer once the memory version it
+    /// waits for is durable; an ACK among it is checked against the lease
+    /// again (the connection closes instead of sending it late).
+    fn release_held(&mut self, now: Instant) {
+        let Some(held) = &self.held else {
+            return;
+        };
+        if !self.arbiter.memory().is_durable(held.version) {
+            return;
+        }
+        let held = self.held.take().expect("checked above");
+        if held.has_ack && !self.arbiter.may_grant(now) {
+            self.close(CloseReason::LeaseExpired);
+            return;
+        }
+        self.transmit.extend_from_slice(&held.bytes);
+        for _ in 0..held.count {
+            self.queued_one();
+        }
     }
 
     fn count_vote(&self, vote: Vote) {
@@ -497,9 +558,13 @@ impl Session {
     /// Queues one encoded message (the caller drained the mailbox first:
     /// mailbox order is decision order).
     fn push(&mut self, msg: &Message) {
-        let before = self.transmit.len();
-        if let Err(e) = crate::wire::try_encode(msg, &mut self.transmit) {
-            self.transmit.truncate(before);
+        let buf = match &mut self.held {
+            Some(h) => &mut h.bytes,
+            None => &mut self.transmit,
+        };
+        let before = buf.len();
+        if let Err(e) = crate::wire::try_encode(msg, buf) {
+            buf.truncate(before);
             slog!(warn, self, error = %e, "cannot encode a reply; not sent");
             return;
         }
@@ -508,15 +573,27 @@ impl Session {
 
     /// Queues one message that is already encoded.
     fn push_raw(&mut self, bytes: &[u8]) {
-        self.transmit.extend_from_slice(bytes);
+        match &mut self.held {
+            Some(h) => h.bytes.extend_from_slice(bytes),
+            None => self.transmit.extend_from_slice(bytes),
+        }
         self.queued_one();
     }
 
     /// Counts a queued message; more than `max_client_send_buffers` not yet
     /// taken by the driver means the client does not read.
     fn queued_one(&mut self) {
-        self.transmit_count += 1;
-        if self.transmit_count > self.arbiter.settings.max_client_send_buffers {
+        let count = match &mut self.held {
+            Some(h) => {
+                h.count += 1;
+                h.count + self.transmit_count
+            }
+            None => {
+                self.transmit_count += 1;
+                self.transmit_count
+            }
+        };
+        if count > self.arbiter.settings.max_client_send_buffers {
             self.close(CloseReason::SendQueueFull);
         }
     }

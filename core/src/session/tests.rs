@@ -775,3 +775,53 @@ fn finish_leaves_the_cluster_and_the_others_are_re_decided() {
     );
     assert_eq!(w.arbiter.table.cluster_count(), 0);
 }
+
+#[test]
+fn with_write_ahead_an_ack_waits_until_its_holder_is_durable() {
+    let w = World::plain();
+    let memory = Arc::clone(w.arbiter.memory());
+    memory.set_write_ahead(true, None);
+    let ring = RingId::new(1, 9);
+    let (mut a, a_out) = ffsplit_node(&w, "c", 1, &[1], ring, &[1], 10);
+    // The decision made {1} the holder; its ACK (and the echo reply queued
+    // after it) wait for the store.
+    assert_eq!(held(&a_out, ring), None, "held back: {a_out:?}");
+    feed(&mut a, &echo(77), w.at(20));
+    assert!(
+        sent(&mut a).is_empty(),
+        "the echo reply waits behind the ACK"
+    );
+    a.handle_mailbox(w.at(30));
+    assert!(sent(&mut a).is_empty(), "not durable yet");
+    let (_, _, version) = memory.take_changed();
+    memory.mark_durable(version);
+    a.handle_mailbox(w.at(40));
+    let out = sent(&mut a);
+    assert_eq!(held(&out, ring), Some(Vote::Ack), "released: {out:?}");
+    assert!(
+        matches!(out.last(), Some(Message::EchoReply(_))),
+        "in order: {out:?}"
+    );
+    assert_eq!(a.poll_close(), None);
+    // An unchanged holder does not wait: the next heartbeat-driven reply is
+    // sent at once.
+    feed(&mut a, &echo(78), w.at(50));
+    assert_eq!(sent(&mut a).len(), 1);
+}
+
+#[test]
+fn held_acks_are_checked_against_the_lease_when_released() {
+    let w = World::plain();
+    let memory = Arc::clone(w.arbiter.memory());
+    memory.set_write_ahead(true, None);
+    w.arbiter.set_serve_until(Some(w.at(1_000)));
+    let ring = RingId::new(1, 9);
+    let (mut a, a_out) = ffsplit_node(&w, "c", 1, &[1], ring, &[1], 10);
+    assert_eq!(held(&a_out, ring), None);
+    let (_, _, version) = memory.take_changed();
+    memory.mark_durable(version);
+    // durable only after the lease's end: the ACK is never sent
+    a.handle_mailbox(w.at(1_000));
+    assert_eq!(a.poll_close(), Some(&CloseReason::LeaseExpired));
+    assert!(sent(&mut a).is_empty());
+}

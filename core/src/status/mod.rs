@@ -23,7 +23,7 @@ mod text;
 pub use text::{tool_list, tool_status};
 
 pub use qnetd_proto::status::{
-    CertificateStatus, ClusterStatus, ConfigNode, Disconnect, LastDecision, NodeStatus,
+    CertificateStatus, ClusterStatus, ConfigNode, Disconnect, HaStatus, LastDecision, NodeStatus,
     PartitionStatus, RememberedHolder, ServerStatus,
 };
 
@@ -63,6 +63,8 @@ pub struct ServerFacts {
     pub refused_per_address: u64,
     /// Why the decision snapshot could not be used at start, if it could not.
     pub state_problem: Option<String>,
+    /// This instance's place in a high-availability group, if in one.
+    pub ha: Option<HaStatus>,
 }
 
 /// Takes a snapshot of the server at `now`. Each cluster is locked briefly,
@@ -192,5 +194,6 @@ pub fn snapshot(arbiter: &Arbiter, facts: &ServerFacts, now: Instant) -> ServerS
         refused_max_clients: facts.refused_max_clients,
         refused_per_address: facts.refused_per_address,
         state_problem: facts.state_problem.clone().unwrap_or_default(),
+        ha: facts.ha.clone(),
     }
 }
