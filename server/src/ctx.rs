@@ -32,8 +32,10 @@ pub struct ServerCtx {
     per_address: Mutex<HashMap<IpAddr, usize>>,
     /// Connections refused by a limit, for rate-limited logging.
     refused: RefusalLog,
-    /// Connections closed since memory was last trimmed.
-    pub(crate) closed_since_trim: AtomicUsize,
+    /// Connections opened and closed and TLS handshakes finished since
+    /// memory was last trimmed: each leaves freed memory (message buffers,
+    /// handshake state) that the allocator would keep.
+    pub(crate) churn_since_trim: AtomicUsize,
     /// Why the decision snapshot could not be used at start.
     pub state_problem: Option<String>,
     /// The TLS handshake workers and the accept loop's pacing.
@@ -60,7 +62,7 @@ impl ServerCtx {
             effective_max_clients,
             per_address: Mutex::new(HashMap::new()),
             refused: RefusalLog::default(),
-            closed_since_trim: AtomicUsize::new(0),
+            churn_since_trim: AtomicUsize::new(0),
             state_problem: None,
             handshakes: HandshakePool::for_this_machine(),
             ha: None,
@@ -154,7 +156,7 @@ pub(crate) struct Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.ctx.arbiter.connection_closed();
-        self.ctx.closed_since_trim.fetch_add(1, Ordering::Relaxed);
+        self.ctx.churn_since_trim.fetch_add(1, Ordering::Relaxed);
         let mut map = self
             .ctx
             .per_address

@@ -125,6 +125,7 @@ pub async fn run(listener: TcpListener, ctx: Arc<ServerCtx>, shutdown: Shutdown)
                         continue;
                     };
                     metrics::counter!(telemetry::CONNECTIONS).increment(1);
+                    ctx.churn_since_trim.fetch_add(1, Ordering::Relaxed);
                     // The connection's future holds its admission slot (no
                     // wrapping async block: it would hold the future twice).
                     tasks.spawn(crate::conn::serve(stream, addr, Arc::clone(&ctx), Arc::clone(&connections), admitted));
@@ -156,16 +157,19 @@ pub async fn run(listener: TcpListener, ctx: Arc<ServerCtx>, shutdown: Shutdown)
     }
 }
 
-/// Gives memory freed by closed connections back to the system: after a
-/// flood of connections ends, the allocator would otherwise keep their
-/// buffers and the RSS would stay at its peak. Checks every 5 s; trims when
-/// at least 256 connections closed since the last check.
+/// Gives memory freed by connection churn back to the system: after a
+/// connect storm or a flood, the allocator would otherwise keep the freed
+/// buffers of the set-up (a TLS handshake's transient memory is many times
+/// what an established connection keeps) and of closed connections, and
+/// the RSS would stay at its peak. Checks every 5 s; trims when at least 256
+/// connections opened or closed, or handshakes finished, since the last
+/// check.
 async fn trim_memory(ctx: Arc<ServerCtx>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if ctx.closed_since_trim.swap(0, Ordering::Relaxed) >= 256 {
+        if ctx.churn_since_trim.swap(0, Ordering::Relaxed) >= 256 {
             #[cfg(target_env = "gnu")]
             // SAFETY: malloc_trim only releases free heap memory.
             let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;

@@ -29,6 +29,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -498,6 +499,9 @@ impl Conn {
             HandshakeStep::NeedInput => self.tls = Tls::Handshake(Some(tls)),
             HandshakeStep::Done(names) => {
                 count_handshake(None);
+                // The handshake's transient memory is free now (trimmed
+                // in batches by the accept loop's task).
+                self.ctx.churn_since_trim.fetch_add(1, Ordering::Relaxed);
                 debug!(addr = %self.session_addr(), client_certificate = ?names, "TLS established");
                 self.tls = Tls::On(tls);
                 self.session.handle_tls_established(names, now);

@@ -43,9 +43,24 @@ pub async fn follow<B: Backend>(
     let mut controller_gone = false;
     // A term whose vote-holder write etcd refused: not served again.
     let mut refused: Option<LeaderTerm> = None;
+    let mut last_label = "";
     loop {
         let role = roles.borrow_and_update().clone();
         shared.set_role(&role);
+        let label = super::role_label(&role);
+        if label != last_label {
+            match (&role, last_label) {
+                (Role::NoQuorum { .. }, _) => warn!(
+                    group = %shared.group,
+                    "etcd does not answer or has lost its quorum: no instance of the group serves until it is back; the clusters keep their own quorum (a cluster that splits meanwhile has no tie-breaker); check the etcd members"
+                ),
+                (_, "no_quorum") => {
+                    info!(group = %shared.group, role = label, "etcd answers again")
+                }
+                _ => {}
+            }
+            last_label = label;
+        }
         let now = Instant::now();
         match &role {
             Role::Leader { term, serve_until } if now < *serve_until && refused != Some(*term) => {
