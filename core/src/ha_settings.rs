@@ -10,7 +10,8 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use crate::config::{parse_bool, SettingError};
+use crate::config::error::SettingError;
+use crate::config::values::parse_bool;
 
 /// How a new leader treats a previous leader whose lease vanished.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -291,7 +292,12 @@ impl HaSettings {
                     return Err(ha_err("enabled", format!("'{v}' is not a boolean")));
                 }
             }
-            _ => return Err(SettingError::HaUnknownKey { key: key.into() }),
+            _ => {
+                return Err(SettingError::HaUnknownKey {
+                    key: key.into(),
+                    known: HA_KEYS,
+                })
+            }
         }
         Ok(())
     }

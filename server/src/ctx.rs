@@ -13,7 +13,7 @@ use qnetd_core::status::{self, ServerFacts, ServerStatus};
 use qnetd_core::telemetry;
 use tracing::warn;
 
-use crate::ha::HaShared;
+use crate::ha::shared::HaShared;
 use crate::handshake::HandshakePool;
 use crate::tls::TlsContext;
 

@@ -63,8 +63,11 @@ pub enum SettingError {
     FamilyMismatch { address: String, ipv6: bool },
     /// A high-availability setting (`[ha]`) is invalid.
     Ha { key: String, problem: String },
-    /// A key of `[ha]` qnetd does not know.
-    HaUnknownKey { key: String },
+    /// A key of `[ha]` qnetd does not know; `known` lists the keys.
+    HaUnknownKey {
+        key: String,
+        known: &'static [&'static str],
+    },
 }
 
 impl fmt::Display for SettingError {
@@ -132,10 +135,10 @@ impl fmt::Display for SettingError {
                 "listen address {address} is IPv4 but -6 (IPv6 only) was given"
             ),
             SettingError::Ha { key, problem } => write!(f, "[ha] {key}: {problem}"),
-            SettingError::HaUnknownKey { key } => write!(
+            SettingError::HaUnknownKey { key, known } => write!(
                 f,
                 "unknown [ha] key '{key}' (known: {})",
-                crate::ha_settings::HA_KEYS.join(", ")
+                known.join(", ")
             ),
         }
     }

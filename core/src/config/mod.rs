@@ -6,7 +6,8 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-mod error;
+pub(crate) mod error;
+pub(crate) mod values;
 pub use crate::ha_settings::{FloatingSpec, HaSettings, Takeover};
 
 /// TLS mode (`-s`).
@@ -175,15 +176,7 @@ impl Default for Settings {
 }
 
 pub use error::{SettingError, SettingWarning};
-
-/// Parses a boolean the way corosync-qnetd does (on/yes/1, off/no/0).
-pub fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "on" | "yes" | "1" | "true" => Some(true),
-        "off" | "no" | "0" | "false" => Some(false),
-        _ => None,
-    }
-}
+pub use values::parse_bool;
 
 fn parse_int<T>(key: &str, value: &str, min: u64, max: u64) -> Result<T, SettingError>
 where

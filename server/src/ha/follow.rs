@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn, Instrument};
 
-use super::{Backend, HaShared};
+use super::shared::{role_label, Backend, HaShared};
 use crate::ctx::ServerCtx;
 use crate::persist::unix_ms;
 use crate::shutdown::Shutdown;
@@ -47,7 +47,7 @@ pub async fn follow<B: Backend>(
     loop {
         let role = roles.borrow_and_update().clone();
         shared.set_role(&role);
-        let label = super::role_label(&role);
+        let label = role_label(&role);
         if label != last_label {
             match (&role, last_label) {
                 (Role::NoQuorum { .. }, _) => warn!(
@@ -193,7 +193,7 @@ async fn start_serving<B: Backend>(
         stop.clone(),
     ));
     shared.set_serving(true);
-    let previous = shared.view().last_leader.clone().unwrap_or_default();
+    let previous = shared.last_leader().unwrap_or_default();
     info!(
         group = %shared.group,
         name = %shared.name,

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use qnetd_ha::{HaError, HeldVote, LeaderTerm};
 
-use super::Backend;
+use super::shared::Backend;
 
 /// A vote store in memory, for tests and tools: `save` is refused with
 /// `NotLeader` for any term but the one set with [`MemoryBackend::lead`].

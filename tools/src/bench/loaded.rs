@@ -10,31 +10,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::node::{self, held, NodeShared, NodeSpec, Phase, RunCtx};
-use super::report::Latency;
+use super::report::{Latency, LoadedReport};
 
 /// Nice value asked for the loaded set's thread.
 const LOADED_NICE: i32 = -5;
-
-/// What the loaded clients saw during the storm.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct LoadedReport {
-    pub clusters: usize,
-    pub clients: usize,
-    pub heartbeat_ms: u32,
-    /// Echo round trips sent during the storm.
-    pub echo: Latency,
-    /// Echo requests sent during the storm still unanswered at its end
-    /// after more than a heartbeat (counted in `echo` with their age).
-    pub echo_unanswered: usize,
-    /// Clients that lost their connection or their ACK during the storm.
-    pub dropped: usize,
-    /// The nice value the loaded set's thread ran at.
-    pub nice: i32,
-}
 
 /// The loaded clients, running.
 pub struct LoadedSet {

@@ -247,7 +247,7 @@ pub struct Report {
     pub restart_s: Option<f64>,
     /// storm-while-loaded: what the clients connected before the storm saw.
     #[serde(default)]
-    pub loaded: Option<super::loaded::LoadedReport>,
+    pub loaded: Option<LoadedReport>,
     /// The machine's load average (1, 5, 15 min) when the run ended.
     #[serde(default)]
     pub load_average: Option<String>,
@@ -577,6 +577,24 @@ pub fn cpus_allowed(pid: Option<u32>) -> Option<String> {
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
         .map(|v| v.trim().to_string())
+}
+
+/// What the loaded clients of `storm-while-loaded` saw during the storm
+/// (`super::loaded`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoadedReport {
+    pub clusters: usize,
+    pub clients: usize,
+    pub heartbeat_ms: u32,
+    /// Echo round trips sent during the storm.
+    pub echo: Latency,
+    /// Echo requests sent during the storm still unanswered at its end
+    /// after more than a heartbeat (counted in `echo` with their age).
+    pub echo_unanswered: usize,
+    /// Clients that lost their connection or their ACK during the storm.
+    pub dropped: usize,
+    /// The nice value the loaded set's thread ran at.
+    pub nice: i32,
 }
 
 #[cfg(test)]
