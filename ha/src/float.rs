@@ -24,12 +24,12 @@ pub struct FloatingAddress {
     pub dev: String,
 }
 
-fn err(fa: &FloatingAddress, action: &'static str, reason: impl Into<String>) -> HaError {
+fn err(fa: &FloatingAddress, action: &'static str, reason: impl std::fmt::Display) -> HaError {
     HaError::Address {
         addr: fa.addr.to_string(),
         dev: fa.dev.clone(),
         action,
-        reason: reason.into(),
+        reason: reason.to_string(),
     }
 }
 
@@ -94,19 +94,59 @@ impl FloatingAddress {
         self.announce()
     }
 
-    /// Removes the address; an address that is not there is not an error.
+    /// Removes the address; an address that is not there is not an error
+    /// (asked of the kernel first, not read from `ip`'s messages).
     pub fn release(&self) -> Result<()> {
+        if !self.is_present().map_err(|e| err(self, "remove", e))? {
+            return Ok(());
+        }
         let cidr = format!("{}/{}", self.addr, self.prefix_len);
-        match self.ip(
+        self.ip(
             "remove",
             &["addr", "del", cidr.as_str(), "dev", self.dev.as_str()],
-        ) {
-            Err(HaError::Address { reason, .. })
-                if reason.contains("Cannot assign") || reason.contains("not found") =>
-            {
-                Ok(())
+        )
+    }
+
+    /// Whether the interface holds the address now (`getifaddrs`).
+    pub fn is_present(&self) -> std::io::Result<bool> {
+        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+        // SAFETY: getifaddrs fills `head` with a list that is freed below
+        // with freeifaddrs; every node is read only while the list lives.
+        unsafe {
+            if libc::getifaddrs(&mut head) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
-            r => r,
+            let mut found = false;
+            let mut node = head;
+            while !node.is_null() {
+                let ifa = &*node;
+                node = ifa.ifa_next;
+                if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+                    continue;
+                }
+                let name = std::ffi::CStr::from_ptr(ifa.ifa_name);
+                if name.to_bytes() != self.dev.as_bytes() {
+                    continue;
+                }
+                let family = i32::from((*ifa.ifa_addr).sa_family);
+                let addr = match family {
+                    libc::AF_INET => {
+                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+                    }
+                    _ => continue,
+                };
+                if addr == self.addr {
+                    found = true;
+                    break;
+                }
+            }
+            libc::freeifaddrs(head);
+            Ok(found)
         }
     }
 
@@ -125,25 +165,32 @@ impl FloatingAddress {
     }
 }
 
-fn link_address(dev: &str) -> std::result::Result<[u8; 6], String> {
+fn link_address(dev: &str) -> std::io::Result<[u8; 6]> {
     let text = std::fs::read_to_string(format!("/sys/class/net/{dev}/address"))
-        .map_err(|e| format!("no interface {dev} ({e})"))?;
+        .map_err(|e| std::io::Error::new(e.kind(), format!("no interface {dev} ({e})")))?;
     let parts: Vec<u8> = text
         .trim()
         .split(':')
         .filter_map(|h| u8::from_str_radix(h, 16).ok())
         .collect();
-    parts
-        .try_into()
-        .map_err(|_| format!("interface {dev} has no Ethernet address"))
+    parts.try_into().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("interface {dev} has no Ethernet address"),
+        )
+    })
 }
 
-fn if_index(dev: &str) -> std::result::Result<u32, String> {
-    let name = std::ffi::CString::new(dev).map_err(|_| "bad interface name".to_string())?;
+fn if_index(dev: &str) -> std::io::Result<u32> {
+    let name = std::ffi::CString::new(dev)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad interface name"))?;
     // SAFETY: a valid NUL-terminated string.
     let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if i == 0 {
-        Err(format!("no interface {dev}"))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no interface {dev}"),
+        ))
     } else {
         Ok(i)
     }
@@ -176,11 +223,12 @@ pub fn na_message(mac: [u8; 6], addr: Ipv6Addr) -> Vec<u8> {
     m
 }
 
-fn last_os_error(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
+fn last_os_error(what: &str) -> std::io::Error {
+    let e = std::io::Error::last_os_error();
+    std::io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
-fn send_packet(index: u32, frame: &[u8]) -> std::result::Result<(), String> {
+fn send_packet(index: u32, frame: &[u8]) -> std::io::Result<()> {
     // SAFETY: plain socket calls on a descriptor owned here and closed below.
     unsafe {
         let fd = libc::socket(
@@ -215,7 +263,7 @@ fn send_packet(index: u32, frame: &[u8]) -> std::result::Result<(), String> {
     }
 }
 
-fn send_na(index: u32, src: Ipv6Addr, msg: &[u8]) -> std::result::Result<(), String> {
+fn send_na(index: u32, src: Ipv6Addr, msg: &[u8]) -> std::io::Result<()> {
     // SAFETY: plain socket calls on a descriptor owned here and closed below.
     unsafe {
         let fd = libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6);
@@ -330,5 +378,18 @@ mod tests {
         assert_eq!(&m[8..24], &a.octets());
         assert_eq!(&m[24..26], &[2, 1]);
         assert_eq!(&m[26..32], &mac);
+    }
+
+    #[test]
+    fn presence_is_read_from_the_kernel() {
+        // every Linux network namespace has 127.0.0.1 on lo
+        let held = FloatingAddress::parse("127.0.0.1/8", "lo").unwrap();
+        assert!(held.is_present().unwrap());
+        let absent = FloatingAddress::parse("127.0.0.77/8", "lo").unwrap();
+        assert!(!absent.is_present().unwrap());
+        let elsewhere = FloatingAddress::parse("127.0.0.1/8", "qnetd-none0").unwrap();
+        assert!(!elsewhere.is_present().unwrap());
+        // nothing to remove: done without running `ip` (no privileges needed)
+        absent.release().unwrap();
     }
 }

@@ -144,19 +144,41 @@ fn int(v: &Value, names: &[&str]) -> i64 {
     }
 }
 
-fn bytes(v: &Value, name: &str) -> std::result::Result<Vec<u8>, String> {
-    match v.get(name) {
-        Some(Value::String(s)) => B64.decode(s).map_err(|e| format!("{name}: {e}")),
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(_) => Err(format!("{name} is not a string")),
+/// Why a JSON answer of the gateway does not have the expected shape.
+#[derive(Debug)]
+#[non_exhaustive]
+pub(crate) enum ShapeError {
+    /// A bytes field is not a string.
+    NotAString(&'static str),
+    /// A bytes field is not valid base64.
+    BadBase64(&'static str, base64::DecodeError),
+    /// `kvs` is not a list.
+    KvsNotAList,
+}
+
+impl std::fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShapeError::NotAString(name) => write!(f, "{name} is not a string"),
+            ShapeError::BadBase64(name, e) => write!(f, "{name}: {e}"),
+            ShapeError::KvsNotAList => f.write_str("kvs is not a list"),
+        }
     }
 }
 
-fn kvs(v: &Value) -> std::result::Result<Vec<Kv>, String> {
+fn bytes(v: &Value, name: &'static str) -> std::result::Result<Vec<u8>, ShapeError> {
+    match v.get(name) {
+        Some(Value::String(s)) => B64.decode(s).map_err(|e| ShapeError::BadBase64(name, e)),
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(_) => Err(ShapeError::NotAString(name)),
+    }
+}
+
+fn kvs(v: &Value) -> std::result::Result<Vec<Kv>, ShapeError> {
     let Some(list) = v.get("kvs") else {
         return Ok(Vec::new());
     };
-    let list = list.as_array().ok_or("kvs is not a list")?;
+    let list = list.as_array().ok_or(ShapeError::KvsNotAList)?;
     list.iter()
         .map(|kv| {
             Ok(Kv {
@@ -327,9 +349,8 @@ impl Etcd {
             token = Some(tk);
         }
         match self.post_one(t, op, path, body, token.as_deref()).await {
-            Err(HaError::Etcd { code, message, .. })
-                if code == 16 || message.contains("invalid auth token") =>
-            {
+            // gRPC status UNAUTHENTICATED: the token expired or etcd restarted
+            Err(HaError::Etcd { code: 16, .. }) => {
                 let tk = self.authenticate(t).await?;
                 *self.token.lock().await = Some(tk.clone());
                 self.post_one(t, op, path, body, Some(&tk)).await
@@ -390,7 +411,7 @@ impl Etcd {
         let v = self
             .call("range", "/v3/kv/range", &Value::Object(req))
             .await?;
-        let kvs = kvs(&v).map_err(|reason| self.proto("range", reason))?;
+        let kvs = kvs(&v).map_err(|reason| self.proto("range", reason.to_string()))?;
         Ok(RangeResponse {
             kvs,
             more: v.get("more").and_then(Value::as_bool).unwrap_or(false),
@@ -449,7 +470,7 @@ impl Etcd {
             for r in list {
                 if let Some(g) = field(r, &["response_range", "responseRange"]) {
                     results.push(TxnResult::Get(
-                        kvs(g).map_err(|reason| self.proto("txn", reason))?,
+                        kvs(g).map_err(|reason| self.proto("txn", reason.to_string()))?,
                     ));
                 } else if let Some(d) = field(r, &["response_delete_range", "responseDeleteRange"])
                 {
@@ -513,7 +534,8 @@ impl Etcd {
             .await
         {
             Ok(_) => Ok(()),
-            Err(HaError::Etcd { message, .. }) if message.contains("lease not found") => Ok(()),
+            // gRPC status NOT_FOUND: etcd's answer for a lease that is gone
+            Err(HaError::Etcd { code: 5, .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -317,11 +317,11 @@ impl Conn {
             Tls::On(tls) => {
                 let mut plain = Vec::new();
                 if self.session.poll_transmit(&mut plain) {
-                    if let Err(detail) = tls.write_plain(&plain) {
+                    if let Err(e) = tls.write_plain(&plain) {
                         self.session.close(CloseReason::Io {
                             op: IoOp::Write,
                             kind: io::ErrorKind::InvalidData,
-                            detail,
+                            detail: e.to_string(),
                         });
                     }
                 }
@@ -402,10 +402,10 @@ impl Conn {
         match read {
             Ok(()) => {}
             Err(TlsReadEnd::Closed) => self.session.close(CloseReason::ClientClosed),
-            Err(TlsReadEnd::Failed(detail)) => self.session.close(CloseReason::Io {
+            Err(TlsReadEnd::Failed(e)) => self.session.close(CloseReason::Io {
                 op: IoOp::Read,
                 kind: io::ErrorKind::InvalidData,
-                detail,
+                detail: e.to_string(),
             }),
         }
     }

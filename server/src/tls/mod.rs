@@ -299,23 +299,48 @@ fn describe_handshake_error(e: &openssl::ssl::Error, ssl: &openssl::ssl::SslRef)
             detail: format!("client certificate refused: {}", verify.error_string()),
         };
     }
-    let text = e.to_string();
-    let detail = e.ssl_error().map(|s| s.to_string()).unwrap_or_default();
-    let all = format!("{text} {detail}");
-    let kind = if all.contains("peer did not return a certificate") {
+    // OpenSSL's reason codes (openssl/sslerr.h), not its message texts
+    const PEER_DID_NOT_RETURN_A_CERTIFICATE: i32 = 199;
+    const WRONG_VERSION_NUMBER: i32 = 267;
+    const HTTP_REQUEST: i32 = 156;
+    const HTTPS_PROXY_REQUEST: i32 = 155;
+    const UNKNOWN_PROTOCOL: i32 = 252;
+    const NO_SHARED_CIPHER: i32 = 193;
+    const UNSUPPORTED_PROTOCOL: i32 = 258;
+    const NO_PROTOCOLS_AVAILABLE: i32 = 191;
+    const VERSION_TOO_LOW: i32 = 396;
+    const UNEXPECTED_EOF_WHILE_READING: i32 = 294;
+    let reasons: Vec<i32> = e
+        .ssl_error()
+        .map(|stack| stack.errors().iter().map(|r| r.reason_code()).collect())
+        .unwrap_or_default();
+    let has = |codes: &[i32]| reasons.iter().any(|r| codes.contains(r));
+    let kind = if has(&[PEER_DID_NOT_RETURN_A_CERTIFICATE]) {
         TlsFailureKind::NoCertificate
-    } else if all.contains("wrong version number")
-        || all.contains("http request")
-        || all.contains("unknown protocol")
-    {
+    } else if has(&[
+        WRONG_VERSION_NUMBER,
+        HTTP_REQUEST,
+        HTTPS_PROXY_REQUEST,
+        UNKNOWN_PROTOCOL,
+    ]) {
         TlsFailureKind::NotTls
-    } else if all.contains("no shared cipher") || all.contains("unsupported protocol") {
+    } else if has(&[
+        NO_SHARED_CIPHER,
+        UNSUPPORTED_PROTOCOL,
+        NO_PROTOCOLS_AVAILABLE,
+        VERSION_TOO_LOW,
+    ]) {
         TlsFailureKind::NoCommonVersion
-    } else if e.io_error().is_some() || detail.is_empty() && text.contains("syscall") {
+    } else if e.io_error().is_some()
+        || has(&[UNEXPECTED_EOF_WHILE_READING])
+        || reasons.is_empty() && e.code() == openssl::ssl::ErrorCode::SYSCALL
+    {
         TlsFailureKind::ClientClosed
     } else {
         TlsFailureKind::Other
     };
+    let text = e.to_string();
+    let detail = e.ssl_error().map(|s| s.to_string()).unwrap_or_default();
     TlsFailure {
         kind,
         detail: if detail.is_empty() {
@@ -366,9 +391,9 @@ pub enum HandshakeStep {
 pub enum TlsReadEnd {
     /// The client sent close_notify.
     Closed,
-    /// A record could not be read (corrupt, or a protocol error); the text
-    /// is OpenSSL's.
-    Failed(String),
+    /// A record could not be read (corrupt, or a protocol error): OpenSSL's
+    /// error.
+    Failed(openssl::ssl::Error),
 }
 
 /// The memory transport under OpenSSL: ciphertext read from the socket
@@ -482,7 +507,7 @@ impl TlsConn {
                     return match e.code() {
                         ErrorCode::WANT_READ => Ok(()),
                         ErrorCode::ZERO_RETURN => Err(TlsReadEnd::Closed),
-                        _ => Err(TlsReadEnd::Failed(e.to_string())),
+                        _ => Err(TlsReadEnd::Failed(e)),
                     }
                 }
             }
@@ -490,12 +515,10 @@ impl TlsConn {
     }
 
     /// Encrypts `data` into the output.
-    pub fn write_plain(&mut self, mut data: &[u8]) -> Result<(), String> {
+    pub fn write_plain(&mut self, mut data: &[u8]) -> Result<(), openssl::ssl::Error> {
         while !data.is_empty() {
-            match self.ssl.ssl_write(data) {
-                Ok(n) => data = &data[n..],
-                Err(e) => return Err(e.to_string()),
-            }
+            let n = self.ssl.ssl_write(data)?;
+            data = &data[n..];
         }
         Ok(())
     }

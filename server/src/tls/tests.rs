@@ -129,3 +129,49 @@ fn garbage_instead_of_a_client_hello_fails_the_handshake() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Runs a handshake of `client` against a server that requires client
+/// certificates and returns how it failed.
+fn failed_handshake(mut c: openssl::ssl::SslConnectorBuilder, dir: &Dir) -> TlsFailure {
+    let ctx = TlsContext::load_or_init(&dir.0, true).unwrap();
+    c.set_verify(SslVerifyMode::NONE);
+    let ssl = c
+        .build()
+        .configure()
+        .unwrap()
+        .into_ssl("Qnetd Server")
+        .unwrap();
+    let mut client = SslStream::new(ssl, MemIo::default()).unwrap();
+    let _ = client.connect();
+    let hello = std::mem::take(&mut client.get_mut().tx);
+    let mut server = ctx.starter().start(hello).unwrap();
+    let mut step = server.handshake();
+    if matches!(step, HandshakeStep::NeedInput) {
+        let mut flight = Vec::new();
+        server.take_output(&mut flight);
+        client.get_mut().rx.extend_from_slice(&flight);
+        step = pump(&mut client, &mut server).expect("the client answered");
+    }
+    match step {
+        HandshakeStep::Failed(f) => f,
+        other => panic!("the handshake must fail: {other:?}"),
+    }
+}
+
+#[test]
+fn a_client_without_a_certificate_is_classified_by_reason_code() {
+    let dir = pki();
+    let c = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    let f = failed_handshake(c, &dir);
+    assert_eq!(f.kind, TlsFailureKind::NoCertificate, "{f:?}");
+}
+
+#[test]
+fn a_client_with_only_old_tls_versions_is_classified_by_reason_code() {
+    let dir = pki();
+    let mut c = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    c.set_min_proto_version(Some(SslVersion::TLS1)).unwrap();
+    c.set_max_proto_version(Some(SslVersion::TLS1_1)).unwrap();
+    let f = failed_handshake(c, &dir);
+    assert_eq!(f.kind, TlsFailureKind::NoCommonVersion, "{f:?}");
+}
