@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::TestServer;
 use qnetd_core::config::{Settings, TlsMode};
+use qnetd_tools::bench::error::{BenchError, OptionsError};
 use qnetd_tools::bench::{self, Config, Workload};
 
 fn small(server: std::net::SocketAddr, clusters: usize, nodes: u32) -> Config {
@@ -147,12 +148,20 @@ async fn bad_input_is_an_error_not_a_panic() {
         ..Config::default()
     };
     let e = bench::run(&cfg, Workload::MassSplit).await.unwrap_err();
-    assert!(e.contains("--nodes"), "{e}");
+    assert!(
+        matches!(e, BenchError::Options(OptionsError::SplitNeedsTwoNodes)),
+        "{e}"
+    );
     let cfg = Config {
         tls_dir: Some("/nonexistent/qnetd-bench".into()),
         server: "127.0.0.1:1".parse().unwrap(),
         ..Config::default()
     };
     let e = bench::run(&cfg, Workload::ConnectStorm).await.unwrap_err();
-    assert!(e.contains("qnetd certs init"), "{e}");
+    match &e {
+        BenchError::CaCertificate { path, .. } => {
+            assert!(path.starts_with("/nonexistent/qnetd-bench"), "{e}")
+        }
+        other => panic!("expected a CA certificate error, got {other}"),
+    }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::error::BenchError;
 use super::node::{self, held, NodeShared, NodeSpec, Phase, RunCtx};
 use super::report::{Latency, LoadedReport};
 
@@ -39,7 +40,7 @@ pub struct Mark {
 impl LoadedSet {
     /// Starts every loaded node on its own thread (connections ramped by
     /// `ctx.first_connect`).
-    pub fn start(specs: Vec<NodeSpec>, ctx: Arc<RunCtx>) -> Result<LoadedSet, String> {
+    pub fn start(specs: Vec<NodeSpec>, ctx: Arc<RunCtx>) -> Result<LoadedSet, BenchError> {
         let shared: Vec<Arc<NodeShared>> =
             specs.iter().map(|_| Arc::new(NodeShared::new())).collect();
         let (ctl, ctl_rx) = watch::channel(Phase::Whole);
@@ -67,7 +68,7 @@ impl LoadedSet {
                     while tasks.join_next().await.is_some() {}
                 });
             })
-            .map_err(|e| format!("cannot start the loaded set's thread: {e}"))?;
+            .map_err(BenchError::LoadedThread)?;
         Ok(LoadedSet {
             specs,
             shared,

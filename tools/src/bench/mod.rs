@@ -11,6 +11,7 @@
 //! - [`report`]: figures, /proc sampling, table, JSON, ratio table;
 //! - [`proc`]: open-files limit, starting and restarting the server.
 
+pub mod error;
 pub mod loaded;
 pub mod node;
 pub mod proc;

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::error::BenchError;
+
 /// Raises the open-files limit (see [`qnetd_core::sys::raise_nofile_limit`]).
 pub fn raise_nofile(want: u64) -> u64 {
     qnetd_core::sys::raise_nofile_limit(Some(want))
@@ -28,17 +30,21 @@ impl Spawned {
         }
     }
 
-    pub fn start(&mut self) -> Result<u32, String> {
+    pub fn start(&mut self) -> Result<u32, BenchError> {
         let (out, err) = match &self.log {
             Some(p) => {
                 let f = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(p)
-                    .map_err(|e| format!("cannot open the server log {}: {e}", p.display()))?;
-                let g = f
-                    .try_clone()
-                    .map_err(|e| format!("server log {}: {e}", p.display()))?;
+                    .map_err(|source| BenchError::ServerLog {
+                        path: p.clone(),
+                        source,
+                    })?;
+                let g = f.try_clone().map_err(|source| BenchError::ServerLog {
+                    path: p.clone(),
+                    source,
+                })?;
                 (Stdio::from(f), Stdio::from(g))
             }
             None => (Stdio::null(), Stdio::null()),
@@ -50,11 +56,9 @@ impl Spawned {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot start the server with /bin/sh -c '{}': {e}",
-                    self.cmd
-                )
+            .map_err(|source| BenchError::ServerStart {
+                cmd: self.cmd.clone(),
+                source,
             })?;
         let pid = child.id();
         self.child = Some(child);
@@ -76,19 +80,21 @@ impl Spawned {
     }
 
     /// Waits until the server accepts a TCP connection on `addr`.
-    pub async fn wait_ready(&mut self, addr: SocketAddr, within: Duration) -> Result<(), String> {
+    pub async fn wait_ready(
+        &mut self,
+        addr: SocketAddr,
+        within: Duration,
+    ) -> Result<(), BenchError> {
         let deadline = Instant::now() + within;
         loop {
             let st = self.state();
             if st != "running" {
-                return Err(format!(
-                    "the server command '{}' {st} before accepting connections on {addr}{}",
-                    self.cmd,
-                    self.log
-                        .as_ref()
-                        .map(|p| format!("; see {}", p.display()))
-                        .unwrap_or_else(|| "; rerun with --server-log FILE to see why".into())
-                ));
+                return Err(BenchError::ServerEnded {
+                    cmd: self.cmd.clone(),
+                    state: st,
+                    addr,
+                    log: self.log.clone(),
+                });
             }
             let probe = tokio::time::timeout(
                 Duration::from_millis(200),
@@ -99,12 +105,11 @@ impl Spawned {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "the server command '{}' did not accept connections on {addr} within {:.0} s; \
-                     check that --server matches the address and port in the command",
-                    self.cmd,
-                    within.as_secs_f64()
-                ));
+                return Err(BenchError::ServerNotReady {
+                    cmd: self.cmd.clone(),
+                    addr,
+                    within,
+                });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -546,14 +546,15 @@ fn fmt_num(v: f64) -> String {
 }
 
 /// Reads a JSON report written by `--json`.
-pub fn read_report(path: &Path) -> Result<Report, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "{} is not a bench report ({e}); pass files written by `qnetd-bench ... --json FILE`",
-            path.display()
-        )
+pub fn read_report(path: &Path) -> Result<Report, super::error::BenchError> {
+    use super::error::BenchError;
+    let text = std::fs::read_to_string(path).map_err(|source| BenchError::ReadReport {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| BenchError::NotAReport {
+        path: path.to_path_buf(),
+        source,
     })
 }
 

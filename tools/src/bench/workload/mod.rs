@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::error::BenchError;
 use super::loaded::LoadedSet;
 use super::node::{self, held, NodeShared, NodeSpec, Phase, RunCtx};
 use super::proc::Spawned;
@@ -142,7 +143,7 @@ pub fn source_address(i: usize) -> Ipv4Addr {
 
 /// Runs one workload and returns its report. Every wait is bounded by
 /// `cfg.timeout`; nothing panics on bad input.
-pub async fn run(cfg: &Config, workload: Workload) -> Result<Report, String> {
+pub async fn run(cfg: &Config, workload: Workload) -> Result<Report, BenchError> {
     check_config(cfg, workload)?;
     let mut clients = cfg.clusters * cfg.nodes as usize;
     if workload == Workload::StormWhileLoaded {
@@ -150,12 +151,11 @@ pub async fn run(cfg: &Config, workload: Workload) -> Result<Report, String> {
     }
     let limit = super::proc::raise_nofile(clients as u64 * 2 + 4096);
     if (limit as usize) < clients + 32 {
-        return Err(format!(
-            "{clients} clients need at least {} open files but the limit is {limit} \
-             (the hard limit can be raised only with CAP_SYS_RESOURCE, e.g. as root \
-             outside a container); use fewer clients or raise it (ulimit -Hn)",
-            clients + 32
-        ));
+        return Err(BenchError::TooFewFiles {
+            clients,
+            need: clients + 32,
+            limit,
+        });
     }
 
     let mut spawned = match &cfg.spawn {
@@ -168,11 +168,7 @@ pub async fn run(cfg: &Config, workload: Workload) -> Result<Report, String> {
             )
             .await
             {
-                return Err(format!(
-                    "something already listens on {}; stop it or choose another port \
-                     (in --server and in the --spawn command)",
-                    cfg.server
-                ));
+                return Err(BenchError::PortInUse(cfg.server));
             }
             let mut s = Spawned::new(cmd, cfg.server_log.clone());
             s.start()?;
@@ -194,7 +190,7 @@ async fn run_with(
     workload: Workload,
     spawned: &mut Option<Spawned>,
     mut pid: Option<u32>,
-) -> Result<Report, String> {
+) -> Result<Report, BenchError> {
     let names: Vec<Arc<str>> = (0..cfg.clusters)
         .map(|i| Arc::from(format!("{}{:05}", cfg.cluster_prefix, i)))
         .collect();
@@ -212,7 +208,7 @@ async fn run_with(
             let all: Vec<Arc<str>> = names.iter().chain(&loaded_names).cloned().collect();
             let mut configs = tokio::task::spawn_blocking(move || tls_configs(&dir, &all))
                 .await
-                .map_err(|e| format!("certificate task failed: {e}"))??;
+                .map_err(BenchError::CertificateTask)??;
             let loaded = configs.split_off(names.len());
             (Some(configs), Some(loaded))
         }
@@ -305,10 +301,11 @@ async fn run_with(
             if start.elapsed() >= cfg.timeout {
                 run.progress.end();
                 set_stop(loaded_set);
-                return Err(format!(
-                    "the loaded set did not connect: {done} of {total} clients voting after {} s",
-                    cfg.timeout.as_secs()
-                ));
+                return Err(BenchError::LoadedSetNotConnected {
+                    done,
+                    total,
+                    after: cfg.timeout,
+                });
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::tracking::{cpu_delta, Run};
 use super::Config;
+use crate::bench::error::{BenchError, OptionsError};
 use crate::bench::node::{self, held, Phase, RunCtx, View};
 use crate::bench::proc::Spawned;
 use crate::bench::report::{sample_proc, Latency, PhaseReport, Report};
@@ -218,7 +219,7 @@ pub(super) async fn reconnect(
     ctx: &RunCtx,
     spawned: &mut Option<Spawned>,
     report: &mut Report,
-) -> Result<(u32, u64), String> {
+) -> Result<(u32, u64), BenchError> {
     let errors_before = run.errors();
     let gens: Vec<u32> = run
         .shared
@@ -227,7 +228,7 @@ pub(super) async fn reconnect(
         .collect();
     let s = spawned
         .as_mut()
-        .ok_or("reconnect needs --spawn (checked before)")?;
+        .ok_or(BenchError::Options(OptionsError::ReconnectNeedsSpawn))?;
     let t_stop = Instant::now();
     s.stop(Duration::from_secs(10)).await;
     let new_pid = s.start()?;

@@ -3,6 +3,7 @@
 
 use super::phases::split_winner;
 use super::*;
+use crate::bench::error::OptionsError;
 use crate::bench::node::View;
 
 #[test]
@@ -32,20 +33,32 @@ fn bad_configs_are_refused() {
         nodes: 1,
         ..Config::default()
     };
-    assert!(check_config(&c, Workload::MassSplit)
-        .unwrap_err()
-        .contains("--nodes"));
-    assert!(check_config(&Config::default(), Workload::Reconnect)
-        .unwrap_err()
-        .contains("--spawn"));
+    assert_eq!(
+        check_config(&c, Workload::MassSplit),
+        Err(OptionsError::SplitNeedsTwoNodes)
+    );
+    assert_eq!(
+        check_config(&Config::default(), Workload::Reconnect),
+        Err(OptionsError::ReconnectNeedsSpawn)
+    );
     let c = Config {
         server: "10.0.0.1:5403".parse().unwrap(),
         ..Config::default()
     };
-    assert!(check_config(&c, Workload::ConnectStorm).is_err());
+    assert_eq!(
+        check_config(&c, Workload::ConnectStorm),
+        Err(OptionsError::NotLoopback("10.0.0.1:5403".parse().unwrap()))
+    );
     let c = Config {
         clusters: 0,
         ..Config::default()
     };
-    assert!(check_config(&c, Workload::ConnectStorm).is_err());
+    assert_eq!(
+        check_config(&c, Workload::ConnectStorm),
+        Err(OptionsError::NoClusters)
+    );
+    assert_eq!(
+        check_config(&Config::default(), Workload::ConnectStorm),
+        Ok(())
+    );
 }
