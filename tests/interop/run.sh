@@ -170,9 +170,13 @@ pick_port() {
     return 1
 }
 
-proc_alive() { # pid
-    [ -n "$1" ] && kill -0 "$1" 2>/dev/null &&
-        [ "$(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null)" != Z ]
+proc_alive() { # pid: running (not a zombie, not gone)
+    # One read of the status file decides: a process that is reaped between
+    # two checks must count as gone, not alive.
+    local st
+    [ -n "$1" ] || return 1
+    st=$(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
 }
 
 wait_tcp() { # port pid timeout -> 0 when the port accepts TCP

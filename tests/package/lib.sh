@@ -107,7 +107,14 @@ unit_pid() { systemctl show -p MainPID "$1" | sed -n 's/^MainPID=//p'; }
 # proc_field PID FIELD: user, comm of a process
 proc_user() { ps -o user= -p "$1" 2>/dev/null | tr -d ' '; }
 proc_comm() { cat "/proc/$1/comm" 2>/dev/null; }
-alive() { [ -n "${1:-}" ] && [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+# running (not a zombie, not gone); one read of the status file decides, so a
+# process reaped between two checks counts as gone
+alive() {
+    local st
+    [ -n "${1:-}" ] || return 1
+    st=$(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
 
 # install_deb DESC: install the package (dpkg, as `apt-get install ./qnetd.deb`
 # would once the dependencies are there; they are in the base root).
