@@ -362,18 +362,20 @@ scenario_etcdcut() {
     while [ "$(q_role "$old")" != standby ] && [ $t -lt 50 ]; do sleep 0.2; t=$((t + 1)); done
 }
 
-kill_and_measure() { # name: kill -9 the leader, restart it 2 s later; sets KM_* figures
+kill_and_measure() { # name [extra --ha KEY=VALUE...]: kill -9 the leader, restart it 2 s
+    # later with the same settings as the others; sets KM_* figures
+    local name=$1; shift
     local old new t0 t_new t_all
     KM_TEXT=""; KM_OK=no
     old=$(leader) || { KM_TEXT="no leader before the fault"; return; }
     wait_all_ack_on "$old" 60 || true
     local old_term new_term; old_term=$(q_json "$old" | jq -r '.ha.term')
     touch "$BASE/sampler.run"; rm -f "$BASE/sampler.stop"
-    quorum_sampler "$BASE/sampler.stop" "$BASE/inquorate-$1.txt" &
+    quorum_sampler "$BASE/sampler.stop" "$BASE/inquorate-$name.txt" &
     local sampler=$!
     t0=$(now)
     kill -9 "$(q_pid "$old")"
-    ( sleep 2; q_start "$old" ) &
+    ( sleep 2; q_start "$old" "$@" ) &
     local restarter=$!
     # the restarted instance may win the next term too
     new=$(wait_new_term 40 "$old_term") || { KM_TEXT="no instance serves a new term within 40 s"; touch "$BASE/sampler.stop"; wait $sampler $restarter; return; }
@@ -383,7 +385,7 @@ kill_and_measure() { # name: kill -9 the leader, restart it 2 s later; sets KM_*
     t_new=$(log_time "$(qdir "$new")/log" "failover: this instance now serves" "$t0")
     sleep 2
     touch "$BASE/sampler.stop"; wait $sampler
-    local inq samples; inq=$(wc -l < "$BASE/inquorate-$1.txt"); samples=$(cat "$BASE/inquorate-$1.txt.n" 2>/dev/null || echo 0)
+    local inq samples; inq=$(wc -l < "$BASE/inquorate-$name.txt"); samples=$(cat "$BASE/inquorate-$name.txt.n" 2>/dev/null || echo 0)
     if [ -n "$t_all" ] && [ -n "$t_new" ] && [ "$inq" = 0 ] && [ "$samples" -gt 3 ]; then KM_OK=yes; fi
     KM_FAILOVER=${t_all:+$(since "$t0" "$t_all")}
     KM_TEXT="kill -9 of leader q$old (term $old_term): q$new (term $new_term) serves from +${t_new:+$(since "$t0" "$t_new")} s, all $ALL_NODES nodes vote ACK on q$new at +${KM_FAILOVER:-never} s; every node of every cluster quorate in all $samples samples taken during the failover (one every ~0.7 s; $inq samples with a node not quorate)"
@@ -428,7 +430,7 @@ scenario_split() {
     log "split: A holds the vote in all three clusters; kill -9 of leader q$old (term $old_term)"
     t0=$(now)
     kill -9 "$(q_pid "$old")"
-    ( sleep 2; q_start "$old" ) &
+    ( sleep 2; q_start "$old" "$@" ) &
     local restarter=$!
     # observe for TTL*2 + the restart hold: B must never get ACK (server
     # side: no instance's last ACK/NACK to a B node is ACK; qdevice side:
@@ -526,9 +528,12 @@ scenario_trust() {
     for i in 1 2 3; do q_start "$i" takeover=trust-expiry; done
     local l; l=$(wait_leader 30) || { result FAIL trust "no leader after the restart"; return; }
     wait_all_ack_on "$l" 90 || { result FAIL trust "nodes do not vote on q$l after the restart"; return; }
-    kill_and_measure trust
+    kill_and_measure trust takeover=trust-expiry
     if [ "$KM_OK" = yes ]; then
-        result PASS trust "takeover trust-expiry: $KM_TEXT (target TTL + 2 s = $((TTL + 2)) s)"
+        local target=$((TTL + 2)) note
+        if lt "$KM_FAILOVER" "$target"; then note="within the target TTL + 2 s = $target s"
+        else note="target TTL + 2 s = $target s missed (an etcd leader change during the failover extends every lease by TTL + an election timeout; see docs/ha.md)"; fi
+        result PASS trust "takeover trust-expiry: $KM_TEXT; $note"
     else
         result FAIL trust "$KM_TEXT"
     fi
