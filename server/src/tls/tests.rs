@@ -26,6 +26,19 @@ fn pki() -> Dir {
     Dir(dir)
 }
 
+/// An OpenSSL client over memory that sends the SNI every qdevice sends
+/// and does not check the server (the tests look at the server side).
+fn memory_client(mut c: openssl::ssl::SslConnectorBuilder) -> SslStream<MemIo> {
+    c.set_verify(SslVerifyMode::NONE);
+    let ssl = c
+        .build()
+        .configure()
+        .unwrap()
+        .into_ssl("Qnetd Server")
+        .unwrap();
+    SslStream::new(ssl, MemIo::default()).unwrap()
+}
+
 /// Moves ciphertext between a client `SslStream<MemIo>` and the server
 /// `TlsConn` until neither has anything to say.
 fn pump(client: &mut SslStream<MemIo>, server: &mut TlsConn) -> Option<HandshakeStep> {
@@ -57,14 +70,7 @@ fn a_handshake_and_records_through_memory() {
         .unwrap();
     c.set_private_key_file(dir.0.join("client-key.pem"), SslFiletype::PEM)
         .unwrap();
-    c.set_verify(SslVerifyMode::NONE);
-    let ssl = c
-        .build()
-        .configure()
-        .unwrap()
-        .into_ssl("Qnetd Server")
-        .unwrap();
-    let mut client = SslStream::new(ssl, MemIo::default()).unwrap();
+    let mut client = memory_client(c);
     // The ClientHello arrives with the bytes read before STARTTLS was
     // handled.
     let _ = client.connect();
@@ -132,16 +138,9 @@ fn garbage_instead_of_a_client_hello_fails_the_handshake() {
 
 /// Runs a handshake of `client` against a server that requires client
 /// certificates and returns how it failed.
-fn failed_handshake(mut c: openssl::ssl::SslConnectorBuilder, dir: &Dir) -> TlsFailure {
+fn failed_handshake(c: openssl::ssl::SslConnectorBuilder, dir: &Dir) -> TlsFailure {
     let ctx = TlsContext::load_or_init(&dir.0, true).unwrap();
-    c.set_verify(SslVerifyMode::NONE);
-    let ssl = c
-        .build()
-        .configure()
-        .unwrap()
-        .into_ssl("Qnetd Server")
-        .unwrap();
-    let mut client = SslStream::new(ssl, MemIo::default()).unwrap();
+    let mut client = memory_client(c);
     let _ = client.connect();
     let hello = std::mem::take(&mut client.get_mut().tx);
     let mut server = ctx.starter().start(hello).unwrap();

@@ -185,6 +185,29 @@ pub async fn run(cfg: &Config, workload: Workload) -> Result<Report, BenchError>
     result
 }
 
+/// The nodes of `names` (clusters numbered from `first` for their source
+/// addresses), each with its cluster's TLS configuration if any.
+fn node_specs(
+    cfg: &Config,
+    names: &[Arc<str>],
+    first: usize,
+    tls: Option<&[Arc<rustls::ClientConfig>]>,
+) -> Vec<NodeSpec> {
+    let mut specs = Vec::with_capacity(names.len() * cfg.nodes as usize);
+    for (i, name) in names.iter().enumerate() {
+        for n in 1..=cfg.nodes {
+            specs.push(NodeSpec {
+                cluster: Arc::clone(name),
+                node_id: n,
+                nodes: cfg.nodes,
+                source: cfg.spread.then(|| IpAddr::V4(source_address(first + i))),
+                tls: tls.map(|t| Arc::clone(&t[i])),
+            });
+        }
+    }
+    specs
+}
+
 async fn run_with(
     cfg: &Config,
     workload: Workload,
@@ -220,18 +243,7 @@ async fn run_with(
         0.0
     };
 
-    let mut specs = Vec::with_capacity(cfg.clusters * cfg.nodes as usize);
-    for (i, name) in names.iter().enumerate() {
-        for n in 1..=cfg.nodes {
-            specs.push(NodeSpec {
-                cluster: Arc::clone(name),
-                node_id: n,
-                nodes: cfg.nodes,
-                source: cfg.spread.then(|| IpAddr::V4(source_address(i))),
-                tls: tls.as_ref().map(|t| Arc::clone(&t[i])),
-            });
-        }
-    }
+    let specs = node_specs(cfg, &names, 0, tls.as_deref());
     let shared: Vec<Arc<NodeShared>> = specs.iter().map(|_| Arc::new(NodeShared::new())).collect();
     let now = Instant::now();
     let ctx = Arc::new(RunCtx {
@@ -250,20 +262,7 @@ async fn run_with(
         deadline: now + cfg.timeout * 3 + cfg.duration + Duration::from_secs(30),
     });
     let loaded_set = if workload == Workload::StormWhileLoaded {
-        let mut specs = Vec::new();
-        for (j, name) in loaded_names.iter().enumerate() {
-            for n in 1..=cfg.nodes {
-                specs.push(NodeSpec {
-                    cluster: Arc::clone(name),
-                    node_id: n,
-                    nodes: cfg.nodes,
-                    source: cfg
-                        .spread
-                        .then(|| IpAddr::V4(source_address(cfg.clusters + j))),
-                    tls: loaded_tls.as_ref().map(|t| Arc::clone(&t[j])),
-                });
-            }
-        }
+        let specs = node_specs(cfg, &loaded_names, cfg.clusters, loaded_tls.as_deref());
         let lctx = Arc::new(RunCtx {
             heartbeat_ms: cfg.loaded_heartbeat_ms,
             first_connect: Some(Arc::new(tokio::sync::Semaphore::new(
